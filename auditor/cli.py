@@ -1,0 +1,201 @@
+"""The ``hepaudit`` command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from enum import Enum
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from auditor import __version__
+from auditor.errors import UserError
+
+app = typer.Typer(
+    name="hepaudit",
+    help=(
+        "Tell what code costs and where it should run: time, transfers, energy and code quality "
+        "for each stage of a computing chain, and audits of whole codebases (Python, C, C++, "
+        "CUDA, HIP, SYCL).\n\n"
+        "Examples:\n\n"
+        "  hepaudit audit .                      # code quality of this tree\n\n"
+        "  hepaudit audit src include --json audit.json --markdown summary.md\n\n"
+        "  hepaudit report audit.json            # render a saved report again"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+err = Console(stderr=True)
+
+
+class PylintMode(str, Enum):
+    off = "off"
+    fast = "fast"
+    full = "full"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hepaudit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """hepaudit command line."""
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]hepaudit:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _progress_factory(enabled: bool) -> Optional[Callable]:
+    if not enabled or not err.is_terminal:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    def start(total: int, label: str):
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err, transient=True)
+        task = progress.add_task(label, total=total)
+        progress.start()
+
+        def advance(count: int) -> None:
+            progress.advance(task, count)
+            if progress.finished:
+                progress.stop()
+
+        return advance
+
+    return start
+
+
+AUDIT_EPILOG = """
+Examples:
+
+  hepaudit audit .                                   audit this tree (honours .gitignore)
+
+  hepaudit audit src tests --top 50                  list the 50 most complex functions
+
+  hepaudit audit . --json audit.json --markdown "$GITHUB_STEP_SUMMARY"
+
+  hepaudit audit . --pylint full --jobs 2            every pylint checker, two workers
+
+  hepaudit audit . --exclude "tests/**" --skip-dir generated
+
+Settings can also live in [tool.hepaudit] of pyproject.toml (or in hepaudit.toml): include,
+exclude, skip_dirs, max_file_mb, pylint, jobs, top and [tool.hepaudit.thresholds]. Options given
+here win. Results are cached by file content in ~/.cache/hepaudit (HEPAUDIT_CACHE_DIR moves it).
+Exit codes: 0 done, 2 bad input (missing path, nothing to analyse, bad settings).
+"""
+
+
+@app.command(epilog=AUDIT_EPILOG)
+def audit(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to audit.", show_default=False)],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON (schema-versioned) to this file.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown report, e.g. for a CI job summary.")] = None,
+    pylint: Annotated[Optional[PylintMode], typer.Option(help="pylint profile: off; fast = design, size and complexity checkers [default]; full = all checkers.")] = None,
+    top: Annotated[Optional[int], typer.Option(help="How many of the most complex functions to list [default: 20].")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Analyse every file again and leave the cache untouched.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (pyproject.toml or hepaudit.toml) instead of the nearest one.")] = None,
+    include: Annotated[Optional[list[str]], typer.Option(help="Only audit files matching this gitignore-style pattern (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out files matching this gitignore-style pattern (repeatable).")] = None,
+    skip_dir: Annotated[Optional[list[str]], typer.Option(help="Also skip folders with this name or glob (repeatable).")] = None,
+    no_default_skips: Annotated[bool, typer.Option("--no-default-skips", help="Do not skip build, vendored and cache folders.")] = False,
+    max_file_mb: Annotated[Optional[float], typer.Option(help="Files larger than this are listed as not analysed [default: 2].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (use with --json/--markdown).")] = False,
+) -> None:
+    """Audit code quality: complexity, size, maintainability and lint of Python, C, C++ and GPU code."""
+    from auditor.config import load_config, validate
+    from auditor.render import console as console_renderer
+    from auditor.render import json_report, markdown as markdown_renderer
+    from auditor.static.cache import default_cache_dir
+    from auditor.static.discovery import audit_root
+    from auditor.static.engine import run_audit
+
+    try:
+        for path in paths:
+            if not path.exists() and not path.is_symlink():
+                raise UserError(f"Path '{path}' does not exist.")
+        settings = load_config(audit_root(paths), config)
+        changes: dict[str, object] = {}
+        if pylint is not None:
+            changes["pylint"] = pylint.value
+        if top is not None:
+            changes["top"] = top
+        if jobs is not None:
+            changes["jobs"] = jobs
+        if max_file_mb is not None:
+            changes["max_file_mb"] = max_file_mb
+        if include:
+            changes["include"] = settings.include + tuple(include)
+        if exclude:
+            changes["exclude"] = settings.exclude + tuple(exclude)
+        skip_dirs = () if no_default_skips else settings.skip_dirs
+        changes["skip_dirs"] = tuple(skip_dirs) + tuple(skip_dir or ())
+        settings = validate(dataclasses.replace(settings, **changes))
+        cache = None if no_cache else (cache_dir or default_cache_dir())
+        report = run_audit(paths, settings, cache, progress=_progress_factory(not quiet))
+        if not report["files"] and not report["not_analysed"]:
+            raise UserError(f"Nothing to analyse under {', '.join(map(str, paths))}: no Python, C, C++, CUDA, HIP or SYCL files.")
+        if json_out is not None:
+            json_report.write_text(json_out, json_report.dumps(report), "JSON report")
+        if markdown is not None:
+            json_report.write_text(markdown, markdown_renderer.render(report), "Markdown report")
+        if not quiet:
+            console_renderer.render(report, Console())
+        if not report["files"]:
+            raise UserError(f"None of the {len(report['not_analysed'])} files found could be analysed; the reasons are listed above.")
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+
+
+@app.command(epilog="Example:\n\n  hepaudit report audit.json --markdown summary.md")
+def report(
+    file: Annotated[Path, typer.Argument(help="A report saved with --json.")],
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write it as Markdown to this file.")] = None,
+) -> None:
+    """Render a saved JSON report again (console, and optionally Markdown)."""
+    from auditor.render import console as console_renderer
+    from auditor.render import json_report, markdown as markdown_renderer
+
+    try:
+        data = json_report.load(file)
+        if markdown is not None:
+            json_report.write_text(markdown, markdown_renderer.render(data), "Markdown report")
+        console_renderer.render(data, Console())
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+    except (KeyError, TypeError) as exc:
+        fail(f"{file} does not match the report schema (missing or wrong field {exc}).")
+
+
+def _load_plugins() -> None:
+    """Commands contributed by other packages through the ``hepaudit.commands`` entry points."""
+    for point in entry_points(group="hepaudit.commands"):
+        try:
+            register = point.load()
+        except Exception:  # noqa: BLE001 - a broken plugin must not take the core commands down
+            continue
+        register(app)
+
+
+def main() -> None:
+    _load_plugins()
+    app(prog_name="hepaudit")
+
+
+if __name__ == "__main__":
+    main()

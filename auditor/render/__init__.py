@@ -1,0 +1,1 @@
+"""Renderers: they only format a report that analysis already computed."""

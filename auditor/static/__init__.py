@@ -1,0 +1,1 @@
+"""Static analysis: file discovery, per-language metrics, lint, caching and aggregation."""

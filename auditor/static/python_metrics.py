@@ -1,0 +1,151 @@
+"""Python metrics from one parse: radon's cyclomatic complexity, Halstead, raw counts and
+maintainability index, plus cognitive complexity, nesting depth, parameters and NLOC per function.
+
+The source is decoded as Python itself would (PEP 263 coding cookie, UTF-8 by default), parsed
+once with ``ast``, and that tree is shared by radon's complexity and Halstead visitors and by the
+cognitive-complexity visitor. radon's own ``mi_visit`` parses the file a second time; hepaudit
+feeds ``mi_compute`` the same inputs from the shared tree, so the MI equals ``radon mi`` (which
+counts multi-line strings as comments by default).
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import platform
+import tokenize
+from typing import Any
+
+from radon.complexity import cc_rank
+from radon.metrics import h_visit_ast, mi_compute, mi_rank
+from radon.raw import analyze as raw_analyze
+from radon.visitors import ComplexityVisitor, Function
+
+from auditor.static.cognitive import cognitive_complexity, nesting_depth
+
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+class AnalysisSkip(Exception):
+    """The file cannot be analysed; the message is the reason shown to the user."""
+
+
+def decode_python(data: bytes) -> str:
+    """Decode Python source as the interpreter would; AnalysisSkip when it cannot."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise AnalysisSkip(f"undecodable bytes at byte {bad.start}: not UTF-8 and no coding declaration") from None
+        raise AnalysisSkip(f"bad encoding declaration: {exc.msg}") from None
+    try:
+        text = data.decode(encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        position = f" at byte {exc.start}" if isinstance(exc, UnicodeDecodeError) else ""
+        raise AnalysisSkip(f"undecodable bytes{position} for encoding {encoding}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def parse_python(text: str, name: str) -> ast.Module:
+    try:
+        return ast.parse(text, filename=name)
+    except SyntaxError as exc:
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        raise AnalysisSkip(f"Python {platform.python_version()} cannot parse it: {exc.msg}{where}") from None
+    except (RecursionError, MemoryError):
+        raise AnalysisSkip("too deeply nested for Python's parser") from None
+    except ValueError as exc:
+        raise AnalysisSkip(f"Python cannot parse it: {exc}") from None
+
+
+def _qualified_names(tree: ast.Module) -> dict[tuple[int, int], tuple[str, ast.AST]]:
+    """(line, column) of every function -> (qualified name, node)."""
+    found: dict[tuple[int, int], tuple[str, ast.AST]] = {}
+    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    while stack:
+        node, prefix = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (*_FUNCTIONS, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                if isinstance(child, _FUNCTIONS):
+                    found[(child.lineno, child.col_offset)] = (name, child)
+                stack.append((child, name + "."))
+            else:
+                stack.append((child, prefix))
+    return found
+
+
+def _radon_blocks(visitor: ComplexityVisitor) -> list[Function]:
+    """All radon function blocks, closures and methods of inner classes included."""
+    pending = list(visitor.blocks)
+    functions: list[Function] = []
+    while pending:
+        block = pending.pop()
+        if isinstance(block, Function):
+            functions.append(block)
+            pending.extend(block.closures)
+        else:
+            pending.extend(block.inner_classes)
+            pending.extend(block.methods)
+    return functions
+
+
+def _nloc(lines: list[str], start: int, end: int) -> int:
+    count = 0
+    for line in lines[start - 1:end]:
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            count += 1
+    return count
+
+
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    args = node.args
+    return (len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
+            + (args.vararg is not None) + (args.kwarg is not None))
+
+
+def analyze_python(data: bytes, name: str) -> dict[str, Any]:
+    """Metrics of one Python file (see module docstring); AnalysisSkip when it cannot be parsed."""
+    text = decode_python(data)
+    tree = parse_python(text, name)
+    lines = text.splitlines()
+    visitor = ComplexityVisitor.from_ast(tree)
+    ccn_at = {(block.lineno, block.col_offset): block.complexity for block in _radon_blocks(visitor)}
+    functions = []
+    for (line, column), (qualified, node) in sorted(_qualified_names(tree).items()):
+        ccn = ccn_at.get((line, column))
+        if ccn is None:
+            # radon drops classes defined inside functions; measure their methods on their own.
+            ccn = ComplexityVisitor.from_ast(node).functions[0].complexity
+        end = node.end_lineno or line
+        functions.append({
+            "name": node.name,
+            "qualified_name": qualified,
+            "start_line": line,
+            "end_line": end,
+            "ccn": ccn,
+            "grade": cc_rank(ccn),
+            "cognitive": cognitive_complexity(node),
+            "nloc": _nloc(lines, line, end),
+            "params": _parameters(node),
+            "nesting": nesting_depth(node),
+        })
+    halstead = h_visit_ast(tree).total
+    try:
+        raw = raw_analyze(text)
+    except (SyntaxError, tokenize.TokenError) as exc:  # tokenize disagrees with the parser
+        raise AnalysisSkip(f"radon's line counter cannot tokenize it: {exc}") from None
+    comment_percent = (raw.comments + raw.multi) / raw.sloc * 100 if raw.sloc else 0
+    mi = mi_compute(halstead.volume, visitor.total_complexity, raw.lloc, comment_percent)
+    return {
+        "loc": raw.loc, "lloc": raw.lloc, "sloc": raw.sloc, "comments": raw.comments,
+        "multi": raw.multi, "blank": raw.blank,
+        "mi": round(mi, 4), "mi_grade": mi_rank(mi),
+        "halstead": {key: round(float(getattr(halstead, key)), 4) for key in (
+            "h1", "h2", "N1", "N2", "vocabulary", "length", "calculated_length", "volume",
+            "difficulty", "effort", "time", "bugs")},
+        "functions": functions,
+    }

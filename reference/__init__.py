@@ -1,0 +1,1 @@
+"""Reference computing chains that hepaudit audits (tracking, dqm, distill)."""
