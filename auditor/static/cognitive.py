@@ -19,6 +19,9 @@ from __future__ import annotations
 import ast
 
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
+#: Nodes without anything that can add cognitive complexity below them.
+_LEAVES = (ast.Name, ast.Constant, ast.expr_context, ast.operator, ast.cmpop, ast.unaryop,
+           ast.boolop, ast.alias)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _TRY = (ast.Try, ast.TryStar) if hasattr(ast, "TryStar") else (ast.Try,)
 
@@ -103,8 +106,14 @@ class _Cognitive:
                     self.node(child, nesting)
 
     def generic(self, node: ast.AST, nesting: int) -> None:
-        for child in ast.iter_child_nodes(node):
-            self.node(child, nesting)
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                for child in value:
+                    if isinstance(child, ast.AST) and not isinstance(child, _LEAVES):
+                        self.node(child, nesting)
+            elif isinstance(value, ast.AST) and not isinstance(value, _LEAVES):
+                self.node(value, nesting)
 
 
 def cognitive_complexity(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int:

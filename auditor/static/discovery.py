@@ -145,7 +145,7 @@ class _Walker:
     def add_path(self, path: Path) -> None:
         if path.is_dir():
             files = _git_files(path)
-            if files is None:
+            if not files:  # not a work tree, or a folder git ignores: the user asked for it, walk it
                 self.result.methods.add("walk")
                 self.walk(path)
             else:

@@ -18,12 +18,13 @@ from typing import Any
 
 from radon.complexity import cc_rank
 from radon.metrics import h_visit_ast, mi_compute, mi_rank
-from radon.raw import analyze as raw_analyze
+from auditor.static.raw_lines import analyze as raw_analyze
 from radon.visitors import ComplexityVisitor, Function
 
 from auditor.static.cognitive import cognitive_complexity, nesting_depth
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_BLOCK_FIELDS = ("body", "orelse", "finalbody")
 
 
 class AnalysisSkip(Exception):
@@ -61,19 +62,29 @@ def parse_python(text: str, name: str) -> ast.Module:
 
 
 def _qualified_names(tree: ast.Module) -> dict[tuple[int, int], tuple[str, ast.AST]]:
-    """(line, column) of every function -> (qualified name, node)."""
+    """(line, column) of every function -> (qualified name, node).
+
+    Functions and classes are statements, so only statement lists are walked, not expressions.
+    """
     found: dict[tuple[int, int], tuple[str, ast.AST]] = {}
-    stack: list[tuple[ast.AST, str]] = [(tree, "")]
+    stack: list[tuple[list[ast.stmt], str]] = [(tree.body, "")]
     while stack:
-        node, prefix = stack.pop()
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (*_FUNCTIONS, ast.ClassDef)):
-                name = f"{prefix}{child.name}"
-                if isinstance(child, _FUNCTIONS):
-                    found[(child.lineno, child.col_offset)] = (name, child)
-                stack.append((child, name + "."))
-            else:
-                stack.append((child, prefix))
+        body, prefix = stack.pop()
+        for statement in body:
+            if isinstance(statement, (*_FUNCTIONS, ast.ClassDef)):
+                name = f"{prefix}{statement.name}"
+                if isinstance(statement, _FUNCTIONS):
+                    found[(statement.lineno, statement.col_offset)] = (name, statement)
+                stack.append((statement.body, name + "."))
+                continue
+            for field in _BLOCK_FIELDS:
+                inner = getattr(statement, field, None)
+                if inner:
+                    stack.append((inner, prefix))
+            for handler in getattr(statement, "handlers", ()):
+                stack.append((handler.body, prefix))
+            for case in getattr(statement, "cases", ()):
+                stack.append((case.body, prefix))
     return found
 
 

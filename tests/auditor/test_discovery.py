@@ -56,6 +56,8 @@ def test_git_work_tree_honours_gitignore(tmp_path: Path, config) -> None:
     assert found.methods == {"git"}
     assert _rels(found) == {"keep.py", "untracked.cu"}
     assert found.pruned_dirs == ["third_party"]
+    # A folder that git ignores is still audited when the user names it.
+    assert _rels(discover([tmp_path / "generated"], config)) == {"big.cpp"}
 
 
 def test_include_and_exclude_patterns_are_relative_to_the_config(tmp_path: Path, config) -> None:
