@@ -49,14 +49,14 @@ def _summary_panel(report: dict[str, Any]) -> Panel:
 
 def _group_table(title: str, groups: dict[str, Any], first: str) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
-    table.add_column(first)
-    for name in ("Files", "Functions", "NLOC", "Mean CCN", "Max CCN", "> threshold", "MI median"):
-        table.add_column(name, justify="right")
+    table.add_column(first, overflow="fold", ratio=1)
+    for name in ("Files", "Funcs", "NLOC", "CCN mean", "CCN max", "Over CCN", "MI med"):
+        table.add_column(name, justify="right", no_wrap=True)
     for name, group in groups.items():
         share = group["share_over_ccn_threshold"]
         table.add_row(name, _num(group["files"]), _num(group["functions"]), _num(group["nloc"]),
                       _num(group["mean_ccn"], 2), _num(group["max_ccn"]),
-                      f"{group['functions_over_ccn_threshold']:,} ({share * 100:.1f} %)" if share is not None else "–",
+                      f"{share * 100:.1f} %" if share is not None else "–",
                       _num(group["mi"]["median"]) if "mi" in group else "–")
     return table
 
@@ -75,16 +75,23 @@ def _grades(report: dict[str, Any]) -> Table:
 
 
 def _hotspots(report: dict[str, Any]) -> Table:
-    table = Table(title=f"Top {len(report['summary']['hotspots'])} functions by complexity",
-                  box=box.SIMPLE_HEAVY, title_justify="left")
-    for name, justify in (("Function", "left"), ("Where", "left"), ("CCN", "right"), ("", "center"),
-                          ("Cognitive", "right"), ("NLOC", "right"), ("Params", "right"),
-                          ("Nesting", "right"), ("Over", "left")):
-        table.add_column(name, justify=justify, overflow="fold")
+    table = Table(title=f"Top {len(report['summary']['hotspots'])} functions by complexity "
+                        "(* = over a threshold)", box=box.SIMPLE_HEAVY, title_justify="left")
+    table.add_column("Function", overflow="fold", ratio=3)
+    table.add_column("Where", overflow="fold", ratio=3)
+    for name in ("CCN", "Cog", "NLOC", "Args", "Nest"):
+        table.add_column(name, justify="right", no_wrap=True)
     for spot in report["summary"]["hotspots"]:
-        table.add_row(spot["qualified_name"], f"{spot['path']}:{spot['start_line']}", str(spot["ccn"]),
-                      Text(spot["grade"], style=_GRADE_STYLE[spot["grade"]]), _num(spot["cognitive"]),
-                      str(spot["nloc"]), str(spot["params"]), str(spot["nesting"]), ", ".join(spot["exceeds"]))
+        over = set(spot["exceeds"])
+
+        def cell(key: str, value: Any) -> Text:
+            return Text(_num(value) + ("*" if key in over else " "), style="bold" if key in over else "")
+
+        star = "*" if "ccn" in over else " "
+        ccn = Text(f"{spot['ccn']}{star} {spot['grade']}", style=_GRADE_STYLE[spot["grade"]])
+        table.add_row(spot["qualified_name"], f"{spot['path']}:{spot['start_line']}", ccn,
+                      cell("cognitive", spot["cognitive"]), cell("nloc", spot["nloc"]),
+                      cell("params", spot["params"]), cell("nesting", spot["nesting"]))
     return table
 
 

@@ -10,11 +10,11 @@ import os
 import resource
 import stat
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from auditor.config import AuditConfig
 from auditor.static import lint
@@ -70,6 +70,8 @@ def read_source(candidate: Candidate, max_bytes: int) -> bytes | str:
 
 def _chunks(items: list[Any], size_of: Callable[[Any], int], count: int) -> list[list[Any]]:
     """Largest first, dealt round-robin, so chunks carry similar amounts of work."""
+    if not items:
+        return []
     ordered = sorted(items, key=size_of, reverse=True)
     count = max(1, min(count, len(ordered)))
     return [ordered[i::count] for i in range(count)]
@@ -88,82 +90,106 @@ def _peak_rss_mb() -> dict[str, float]:
     return {"main_process": round(own, 1), "largest_worker": round(children, 1)}
 
 
-def run_audit(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None,
-              progress: Callable[[int, str], Progress] | None = None) -> dict[str, Any]:
-    """Audit ``paths``; ``progress(total, label)`` returns a callback advanced per finished file."""
-    started = time.perf_counter()
-    phases: dict[str, float] = {}
-    found = discover(paths, config)
-    phases["discover"] = time.perf_counter() - started
+@dataclass
+class _Source:
+    """A readable file and its cache keys."""
 
-    tick = time.perf_counter()
-    max_bytes = int(config.max_file_mb * 1e6)
-    versions = tool_versions()
-    analysis_fp = fingerprint({**versions, "config": config.fingerprint()})
-    readable: list[tuple[Candidate, bytes, str]] = []
-    skipped: list[Skipped] = list(found.skipped)
-    for candidate in found.candidates:
+    candidate: Candidate
+    data: bytes
+    digest: str
+    key: str = ""
+    lint_key: str | None = None
+
+
+def _read_all(candidates: Sequence[Candidate], max_bytes: int) -> tuple[list[_Source], list[Skipped]]:
+    sources: list[_Source] = []
+    skipped: list[Skipped] = []
+    for candidate in candidates:
         data = read_source(candidate, max_bytes)
         if isinstance(data, str):
             skipped.append(Skipped(candidate.rel, candidate.language, data))
         else:
-            readable.append((candidate, data, content_hash(data)))
-    phases["read_and_hash"] = time.perf_counter() - tick
+            sources.append(_Source(candidate, data, content_hash(data)))
+    return sources, skipped
 
-    tick = time.perf_counter()
-    cache = ResultCache(cache_dir)
-    keys = [f"{c.language}:{digest}:{analysis_fp}" for c, _, digest in readable]
-    known = cache.get_many(keys)
-    todo: dict[str, tuple[str, str, bytes]] = {}
-    for (candidate, data, _), key in zip(readable, keys):
+
+def _lint_fingerprint(mode: str, python: Sequence[_Source], python_version: str) -> str:
+    parts = {"pylint": lint.pylint_version(), "profile": mode, "python": python_version}
+    if mode == "full":  # inference crosses modules: any change re-lints everything
+        parts["tree"] = content_hash("".join(sorted(s.digest for s in python)).encode())
+    return fingerprint(parts)
+
+
+def _missing(keys_and_items: Iterable[tuple[str, Any]], known: dict[str, Any]) -> dict[str, Any]:
+    """Work still to do: one item per key that the cache did not have."""
+    todo: dict[str, Any] = {}
+    for key, item in keys_and_items:
         if key not in known and key not in todo:
-            todo[key] = (candidate.language, candidate.rel, data)
+            todo[key] = item
+    return todo
 
-    lint_mode = config.pylint
-    python_files = [(c, data, digest) for c, data, digest in readable if c.language == PYTHON]
-    lint_keys: list[str] = []
-    lint_todo: dict[str, str] = {}
-    lint_known: dict[str, Any] = {}
-    if lint_mode != "off" and python_files:
-        lint_fp = {"pylint": lint.pylint_version(), "profile": lint_mode, "python": versions["python"]}
-        if lint_mode == "full":  # inference crosses modules: any change re-lints everything
-            lint_fp["tree"] = content_hash("".join(sorted(d for _, _, d in python_files)).encode())
-        lint_print = fingerprint(lint_fp)
-        lint_keys = [f"pylint:{digest}:{lint_print}" for _, _, digest in python_files]
-        lint_known = cache.get_many(lint_keys)
-        for (candidate, _, _), key in zip(python_files, lint_keys):
-            if key not in lint_known and key not in lint_todo:
-                lint_todo[key] = candidate.path
-    phases["cache_lookup"] = time.perf_counter() - tick
 
-    tick = time.perf_counter()
-    jobs = config.jobs or available_cores()
-    fresh, lint_fresh = _analyse(todo, lint_todo, lint_mode, jobs, progress)
-    phases["analyse"] = time.perf_counter() - tick
-    cache.put_many(fresh)
-    cache.put_many(lint_fresh)
-    results = {**known, **fresh}
-    lint_results = {**lint_known, **lint_fresh}
-
+def _assemble(sources: Sequence[_Source], results: dict[str, Any],
+              lint_results: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Skipped], list[dict]]:
     files: list[dict[str, Any]] = []
-    for (candidate, data, digest), key in zip(readable, keys):
-        outcome = results[key]
+    skipped: list[Skipped] = []
+    linted: list[dict[str, Any]] = []
+    for source in sources:
+        candidate = source.candidate
+        outcome = results[source.key]
         if "skip" in outcome:
             skipped.append(Skipped(candidate.rel, candidate.language, outcome["skip"]))
             continue
-        files.append({"path": candidate.rel, "language": candidate.language, "size_bytes": len(data),
-                      "hash": digest, "notes": [], **outcome["metrics"]})
-    analysed = {entry["path"] for entry in files}
-    linted = []
-    for (candidate, _, _), key in zip(python_files, lint_keys):
-        if candidate.rel in analysed and key in lint_results:
-            linted.append((candidate.rel, lint_results[key]))
-    by_path = {entry["path"]: entry for entry in files}
-    for rel, entry in linted:
-        by_path[rel]["pylint"] = entry
+        entry = {"path": candidate.rel, "language": candidate.language, "size_bytes": len(source.data),
+                 "hash": source.digest, "notes": [], **outcome["metrics"]}
+        if source.lint_key in lint_results:
+            entry["pylint"] = lint_results[source.lint_key]
+            linted.append(entry["pylint"])
+        files.append(entry)
+    return files, skipped, linted
 
+
+def run_audit(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None,
+              progress: Callable[[int, str], Progress] | None = None) -> dict[str, Any]:
+    """Audit ``paths``; ``progress(total, label)`` returns a callback advanced per finished file."""
+    clock = _Phases()
+    found = discover(paths, config)
+    clock.mark("discover")
+
+    versions = tool_versions()
+    sources, skipped = _read_all(found.candidates, int(config.max_file_mb * 1e6))
+    clock.mark("read_and_hash")
+
+    cache = ResultCache(cache_dir)
+    analysis_print = fingerprint({**versions, "config": config.fingerprint()})
+    for source in sources:
+        source.key = f"{source.candidate.language}:{source.digest}:{analysis_print}"
+    known = cache.get_many(s.key for s in sources)
+    todo = _missing(((s.key, (s.candidate.language, s.candidate.rel, s.data)) for s in sources), known)
+    python = [s for s in sources if s.candidate.language == PYTHON]
+    lint_known: dict[str, Any] = {}
+    if config.pylint != "off" and python:
+        lint_print = _lint_fingerprint(config.pylint, python, versions["python"])
+        for source in python:
+            source.lint_key = f"pylint:{source.digest}:{lint_print}"
+        lint_known = cache.get_many(s.lint_key for s in python)
+    lint_todo = _missing(((s.lint_key, s.candidate.path) for s in python if s.lint_key), lint_known)
+    clock.mark("cache_lookup")
+
+    jobs = config.jobs or available_cores()
+    fresh, lint_fresh = _analyse(todo, lint_todo, config.pylint, jobs, progress)
+    clock.mark("analyse")
+    cache.put_many(fresh)
+    cache.put_many(lint_fresh)
+    cache_summary = {"enabled": cache.connection is not None, "dir": str(cache_dir) if cache_dir else None,
+                     "hits": sum(1 for s in sources if s.key in known), "analysed": len(fresh),
+                     "lint_hits": sum(1 for s in python if s.lint_key in lint_known),
+                     "linted": len(lint_fresh), "problem": cache.problem}
+    cache.close()
+
+    files, failed, linted = _assemble(sources, {**known, **fresh}, {**lint_known, **lint_fresh})
+    skipped = sorted([*found.skipped, *skipped, *failed], key=lambda s: s.rel)
     files.sort(key=lambda f: f["path"])
-    skipped.sort(key=lambda s: s.rel)
     report = {
         "schema": SCHEMA_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -177,17 +203,29 @@ def run_audit(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None
         "files": files,
         "not_analysed": [{"path": s.rel, "language": s.language, "reason": s.reason} for s in skipped],
         "summary": aggregate(files, config.thresholds, config.top),
-        "pylint": _pylint_summary(lint_mode, [entry for _, entry in linted]),
-        "cache": {"enabled": cache.connection is not None, "dir": str(cache_dir) if cache_dir else None,
-                  "hits": sum(1 for k in keys if k in known),
-                  "analysed": len(fresh), "lint_hits": len(lint_keys) - len(lint_fresh),
-                  "linted": len(lint_fresh), "problem": cache.problem},
+        "pylint": _pylint_summary(config.pylint, linted),
+        "cache": cache_summary,
     }
-    cache.close()
-    phases["total"] = time.perf_counter() - started
-    report["performance"] = {"jobs": jobs, "seconds": {k: round(v, 4) for k, v in phases.items()},
-                             "peak_rss_mb": _peak_rss_mb()}
+    clock.mark("aggregate")
+    report["performance"] = {"jobs": jobs, "seconds": clock.seconds(), "peak_rss_mb": _peak_rss_mb()}
     return report
+
+
+class _Phases:
+    """Wall time of each phase of the audit."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.phases[name] = now - self.last
+        self.last = now
+
+    def seconds(self) -> dict[str, float]:
+        return {**{k: round(v, 4) for k, v in self.phases.items()},
+                "total": round(time.perf_counter() - self.started, 4)}
 
 
 def _analyse(todo: dict[str, tuple[str, str, bytes]], lint_todo: dict[str, str], lint_mode: str,
@@ -198,40 +236,41 @@ def _analyse(todo: dict[str, tuple[str, str, bytes]], lint_todo: dict[str, str],
     total = len(items) + len(lint_items)
     advance = progress(total, "Analysing") if progress and total else (lambda n: None)
     work_bytes = sum(len(data) for _, (_, _, data) in items)
+    small = work_bytes < _PARALLEL_MIN_BYTES and len(lint_items) <= _PYLINT_CHUNK_FILES
+    tasks = [("analysis", chunk) for chunk in _chunks(items, lambda kv: len(kv[1][2]), jobs * _CHUNKS_PER_WORKER)]
+    lint_chunk_count = max(jobs, -(-len(lint_items) // _PYLINT_CHUNK_FILES))
+    # pylint chunks take longest: they go first.
+    tasks[:0] = [("lint", chunk) for chunk in _chunks(lint_items, lambda kv: 1, lint_chunk_count)]
     fresh: dict[str, Any] = {}
     lint_fresh: dict[str, Any] = {}
-    if jobs == 1 or (work_bytes < _PARALLEL_MIN_BYTES and len(lint_items) <= _PYLINT_CHUNK_FILES):
-        for key, item in items:
-            fresh[key] = analyze_chunk([item])[0]
-            advance(1)
-        if lint_items:
-            by_path = lint.lint_chunk([path for _, path in lint_items], lint_mode)
-            for key, path in lint_items:
-                lint_fresh[key] = by_path.get(path) or _unlinted()
-            advance(len(lint_items))
+
+    def collect(kind: str, chunk: list, outcome: Any) -> None:
+        if kind == "analysis":
+            fresh.update((key, result) for (key, _), result in zip(chunk, outcome))
+        else:
+            lint_fresh.update((key, outcome.get(path) or _unlinted()) for key, path in chunk)
+        advance(len(chunk))
+
+    def call(kind: str, chunk: list) -> tuple[Callable, tuple]:
+        if kind == "analysis":
+            return analyze_chunk, ([item for _, item in chunk],)
+        return lint.lint_chunk, ([path for _, path in chunk], lint_mode)
+
+    if jobs == 1 or small:
+        for kind, chunk in tasks:
+            function, arguments = call(kind, chunk)
+            collect(kind, chunk, function(*arguments))
         return fresh, lint_fresh
-
-    chunks = _chunks(items, lambda kv: len(kv[1][2]), jobs * _CHUNKS_PER_WORKER)
-    lint_chunks = _chunks(lint_items, lambda kv: 1, max(jobs, -(-len(lint_items) // _PYLINT_CHUNK_FILES)))
     with _pool(jobs) as pool:
-        futures: dict[Future, tuple[str, list]] = {}
-        for chunk in lint_chunks:  # pylint chunks are the longest: start them first
-            futures[pool.submit(lint.lint_chunk, [path for _, path in chunk], lint_mode)] = ("lint", chunk)
-        for chunk in chunks:
-            futures[pool.submit(analyze_chunk, [item for _, item in chunk])] = ("analysis", chunk)
-        from concurrent.futures import as_completed
-
+        futures = {pool.submit(*_flatten(call(kind, chunk))): (kind, chunk) for kind, chunk in tasks}
         for future in as_completed(futures):
-            kind, chunk = futures[future]
-            if kind == "analysis":
-                for (key, _), outcome in zip(chunk, future.result()):
-                    fresh[key] = outcome
-            else:
-                by_path = future.result()
-                for key, path in chunk:
-                    lint_fresh[key] = by_path.get(path) or _unlinted()
-            advance(len(chunk))
+            collect(*futures[future], future.result())
     return fresh, lint_fresh
+
+
+def _flatten(call: tuple[Callable, tuple]) -> tuple:
+    function, arguments = call
+    return (function, *arguments)
 
 
 def _unlinted() -> dict[str, Any]:
