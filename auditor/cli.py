@@ -162,20 +162,100 @@ def audit(
         fail(str(exc), exc.exit_code)
 
 
+RUN_EPILOG = """
+Examples:
+
+  hepaudit run                                   every registered chain, quick mode, all devices here
+
+  hepaudit run --chain tracking --pileup 200 --events 5 --mode normal
+
+  hepaudit run --chain tracking --stage seeding --devices gpu --precise
+
+  hepaudit run --param size=100000 --out reports/today
+
+Chains come from installed packages (entry points "hepaudit.chains") and from [tool.hepaudit.chains]
+in pyproject.toml of the current folder. The report is written to reports/<timestamp>/ as
+report.json, report.md and report.html. Exit codes: 0 done, 2 bad input (unknown chain or stage,
+absent device), 130 interrupted (what was measured is saved).
+"""
+
+
+def _parse_params(values: list[str] | None) -> dict[str, object]:
+    parsed: dict[str, object] = {}
+    for item in values or ():
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--param {item!r} must look like KEY=VALUE.")
+        for convert in (int, float):
+            try:
+                parsed[key] = convert(raw)
+                break
+            except ValueError:
+                continue
+        else:
+            parsed[key] = raw
+    return parsed
+
+
+@app.command(epilog=RUN_EPILOG)
+def run(
+    chain: Annotated[Optional[list[str]], typer.Option("--chain", "-c", help="Chain to run (repeatable) [default: all registered].")] = None,
+    stage: Annotated[Optional[list[str]], typer.Option("--stage", "-s", help="Only these stages (repeatable).")] = None,
+    events: Annotated[Optional[int], typer.Option(help="Events per chain [default: the chain's, fewer in quick mode].")] = None,
+    pileup: Annotated[Optional[int], typer.Option(help="Pile-up for chains that simulate collisions (e.g. tracking).")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="Any chain parameter as KEY=VALUE (repeatable).")] = None,
+    devices: Annotated[str, typer.Option(help="Comma-separated devices to measure: cpu, gpu.")] = "cpu,gpu",
+    mode: Annotated[str, typer.Option(help="quick (small inputs, short timing), normal, or precise.")] = "quick",
+    precise: Annotated[bool, typer.Option("--precise", help="Same as --mode precise: longer timing and 10 s energy windows.")] = False,
+    energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy per stage (adds the energy windows to the run time).")] = True,
+    min_agreement: Annotated[float, typer.Option(help="Exclude a device implementation from the placement below this matching rate.")] = 0.99,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Measure chains stage by stage on CPU and GPU: time, transfers, energy, agreement, code quality, placement."""
+    from auditor.runner import execute_run
+
+    try:
+        mode = "precise" if precise else mode
+        if mode not in ("quick", "normal", "precise"):
+            raise UserError(f"--mode must be quick, normal or precise, not {mode!r}.")
+        wanted = tuple(d.strip() for d in devices.split(",") if d.strip())
+        bad = [d for d in wanted if d not in ("cpu", "gpu")]
+        if bad or not wanted:
+            raise UserError(f"--devices takes cpu and/or gpu, not {devices!r}.")
+        parameters = _parse_params(param)
+        if events is not None:
+            if events < 1:
+                raise UserError("--events must be at least 1.")
+            parameters["events"] = events
+        if pileup is not None:
+            parameters["pileup"] = pileup
+        if not 0 <= min_agreement <= 1:
+            raise UserError("--min-agreement is a rate between 0 and 1.")
+        code = execute_run(list(chain or []), tuple(stage or ()), parameters, wanted, mode, energy, min_agreement,
+                           out, quiet, err)
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
 @app.command(epilog="Example:\n\n  hepaudit report audit.json --markdown summary.md")
 def report(
     file: Annotated[Path, typer.Argument(help="A report saved with --json.")],
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write it as Markdown to this file.")] = None,
 ) -> None:
-    """Render a saved JSON report again (console, and optionally Markdown)."""
+    """Render a saved JSON report (of `audit` or `run`) again: console, and optionally Markdown."""
     from auditor.render import console as console_renderer
     from auditor.render import json_report, markdown as markdown_renderer
+    from auditor.render import run_console, run_markdown
 
     try:
         data = json_report.load(file)
+        is_run = data["schema"] == "hepaudit.run"
         if markdown is not None:
-            json_report.write_text(markdown, markdown_renderer.render(data), "Markdown report")
-        console_renderer.render(data, Console())
+            text = (run_markdown if is_run else markdown_renderer).render(data)
+            json_report.write_text(markdown, text, "Markdown report")
+        (run_console if is_run else console_renderer).render(data, Console())
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except (KeyError, TypeError) as exc:

@@ -91,6 +91,10 @@ def median_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float,
     if n < 6:
         return middle, data[0], data[-1]
     alpha = 1 - confidence
+    if n > 200:  # normal approximation of Binomial(n, 1/2); exact sums get slow for large n
+        z = statistics.NormalDist().inv_cdf(1 - alpha / 2)
+        j = max(1, int(math.floor(n / 2 - z * math.sqrt(n) / 2)))
+        return middle, data[j - 1], data[n - j]
     # Largest j with P(B <= j - 1) <= alpha / 2, B ~ Binomial(n, 1/2).
     cumulative = 0.0
     j = 0

@@ -7,7 +7,8 @@ Corpus: the numpy and CuPy source distributions (C, C++, CUDA, Python), fetched 
   plus ``radon cc`` and ``radon mi`` over the Python files;
 * hepaudit cold (empty cache), with 1 worker and with all cores, pylint off;
 * hepaudit warm (nothing changed) and after changing one file;
-* peak memory of hepaudit's whole process tree (main process plus workers, sampled every 20 ms).
+* peak memory of hepaudit's whole process tree (main process plus workers, proportional set size
+  sampled every 20 ms).
 
 Usage: python benchmarks/bench_audit.py [--repeats 3] [--out benchmarks/results/audit.json]
 """
@@ -43,10 +44,19 @@ def tool(name: str) -> str:
     return str(path) if path.exists() else shutil.which(name) or name
 
 
-def run_timed(command: list[str], **kwargs) -> tuple[float, float]:
-    """Wall time and peak RSS (MB, summed over the process tree) of one command."""
+def _memory_mb(process: psutil.Process) -> float:
+    """Proportional set size: pages shared by the forked workers are split among them, not
+    counted once per process as a plain RSS sum would."""
+    try:
+        return process.memory_full_info().pss / 1e6
+    except (AttributeError, psutil.AccessDenied):
+        return process.memory_info().rss / 1e6
+
+
+def run_timed(command: list[str], sample_memory: bool = False) -> tuple[float, float]:
+    """Wall time and peak memory (MB of PSS, summed over the process tree) of one command."""
     started = time.perf_counter()
-    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
+    process = psutil.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0.0
     done = threading.Event()
 
@@ -55,17 +65,19 @@ def run_timed(command: list[str], **kwargs) -> tuple[float, float]:
         while not done.is_set():
             try:
                 tree = [process, *process.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()) / 1e6)
+                peak = max(peak, sum(_memory_mb(p) for p in tree if p.is_running()))
             except psutil.Error:
                 pass
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    if sample_memory:
+        sampler.start()
     _, err = process.communicate()
     elapsed = time.perf_counter() - started
     done.set()
-    sampler.join()
+    if sample_memory:
+        sampler.join()
     if process.returncode not in (0, 1):  # lizard exits 1 when it has warnings
         raise SystemExit(f"{command[0]} failed ({process.returncode}): {err.decode()[-2000:]}")
     return elapsed, peak
@@ -136,10 +148,10 @@ def main() -> None:
         cache = work / f"cache-{repeat}"
         one, _ = run_timed([*hepaudit, "--jobs", "1", "--no-cache"])
         results["cold_1_worker"].append(one)
-        cold, peak = run_timed([*hepaudit, "--cache-dir", str(cache)])
+        cold, peak = run_timed([*hepaudit, "--cache-dir", str(cache)], sample_memory=True)
         results["cold"].append(cold)
         peaks.append(peak)
-        warm, warm_peak = run_timed([*hepaudit, "--cache-dir", str(cache)])
+        warm, warm_peak = run_timed([*hepaudit, "--cache-dir", str(cache)], sample_memory=True)
         results["warm"].append(warm)
         try:
             victim.write_bytes(original + f"\n# benchmark edit {repeat}\n".encode())

@@ -10,11 +10,13 @@ from typing import Any
 from auditor.errors import UserError
 
 SCHEMA_FILE = "audit-report.schema.json"
+RUN_SCHEMA_FILE = "run-report.schema.json"
+KNOWN_SCHEMAS = ("hepaudit.audit", "hepaudit.run")
 
 
-def schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) that every ``--json`` report validates against."""
-    return json.loads(resources.files("auditor").joinpath("schemas", SCHEMA_FILE).read_text())
+def schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
+    """A published JSON Schema (draft 2020-12): the audit report's by default."""
+    return json.loads(resources.files("auditor").joinpath("schemas", name).read_text())
 
 
 def dumps(report: dict[str, Any]) -> str:
@@ -39,6 +41,9 @@ def load(path: Path) -> dict[str, Any]:
         raise UserError(f"Cannot read {path}: {exc.strerror}.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a JSON file: {exc}.") from None
-    if not isinstance(data, dict) or data.get("schema") != "hepaudit.audit":
-        raise UserError(f"{path} is not a hepaudit audit report.")
+    if not isinstance(data, dict) or data.get("schema") not in KNOWN_SCHEMAS:
+        raise UserError(f"{path} is not a hepaudit report (audit or run).")
+    major = str(data.get("schema_version", "")).split(".")[0]
+    if major != "1":
+        raise UserError(f"{path} has report schema version {data.get('schema_version')!r}; this hepaudit reads 1.x.")
     return data

@@ -1,0 +1,150 @@
+"""Rich console rendering of a run report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from auditor.render.units import energy_text, seconds_text, size_text
+
+_RANK_STYLE = {1: "bold red", 2: "dark_orange", 3: "yellow"}
+
+
+def _environment(report: dict[str, Any]) -> Panel:
+    env = report["environment"]
+    gpu = env["gpu"]
+    gpu_text = (f"{gpu.get('name', 'GPU')} ({gpu.get('memory_gb', '?')} GB, driver {gpu.get('driver', '?')})"
+                if "status" not in gpu else gpu["status"])
+    libraries = ", ".join(f"{k} {v}" for k, v in env["libraries"].items())
+    text = Text()
+    text.append(f"CPU: {env['cpu']['model']} ({env['cpu']['cores']} cores)\nGPU: {gpu_text}\n")
+    text.append(f"Python {env['python']} · {libraries}\n", style="dim")
+    options = report["options"]
+    text.append(f"Mode {options['mode']}: at least {options['min_repeats']} calls and "
+                f"{options['min_seconds']:g} s per stage and device", style="dim")
+    return Panel(text, title=f"hepaudit run · {report['created']}", border_style="cyan", expand=False)
+
+
+def _time_cell(device: dict[str, Any] | None) -> Text:
+    if device is None:
+        return Text("–", style="dim")
+    status = device.get("status")
+    if status == "measured":
+        return Text(seconds_text(device["time"]))
+    if status == "failed":
+        return Text("failed", style="bold red")
+    return Text(status or "–", style="dim")
+
+
+def _energy_cell(device: dict[str, Any] | None) -> Text:
+    energy = (device or {}).get("energy")
+    if not energy:
+        return Text("–", style="dim")
+    value = energy.get("net_per_event") or energy.get("gross_per_event")
+    if value is None:
+        return Text(energy.get("status", "not measured"), style="dim")
+    return Text(energy_text(value), style="italic" if value.get("estimated") else "")
+
+
+def _agreement_cell(device: dict[str, Any] | None) -> str:
+    agreement = (device or {}).get("agreement")
+    if not agreement or agreement.get("headline") is None:
+        return "–"
+    return f"{agreement['rates'][agreement['headline']] * 100:.2f} % @ {agreement['headline']}"
+
+
+def _quality_cell(device: dict[str, Any] | None) -> str:
+    quality = (device or {}).get("quality") or {}
+    if quality.get("status") != "analysed":
+        return "–"
+    mi = f", MI {quality['mi']:.0f}" if quality.get("mi") is not None else ""
+    return f"{quality['max_ccn']} {quality['grade']}{mi}"
+
+
+def _stage_table(chain: dict[str, Any]) -> Table:
+    table = Table(title=f"{chain['name']}: {chain['events']} events, {chain['parameters']}", box=box.SIMPLE_HEAVY,
+                  title_justify="left")
+    for name, justify in (("Stage", "left"), ("CPU / event", "right"), ("GPU / event", "right"),
+                          ("Speedup", "right"), ("Energy CPU", "right"), ("Energy GPU", "right"),
+                          ("GPU agrees", "right"), ("CCN / MI cpu", "right"), ("gpu", "right")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for stage in chain["stages"]:
+        cpu, gpu = stage["devices"].get("cpu"), stage["devices"].get("gpu")
+        name = Text(stage["name"])
+        if stage.get("status", "measured") != "measured":
+            name.append(f"\n{stage['status']}", style="red")
+        speed = stage.get("speedup")
+        speed_text = Text("–", style="dim") if speed is None else Text(
+            f"{speed['value']:.2f}×" + ("" if speed["distinguishable_from_1"] else " (≈1)"),
+            style="green" if speed["value"] > 1 and speed["distinguishable_from_1"] else "")
+        table.add_row(name, _time_cell(cpu), _time_cell(gpu), speed_text, _energy_cell(cpu), _energy_cell(gpu),
+                      _agreement_cell(gpu), _quality_cell(cpu), _quality_cell(gpu))
+    return table
+
+
+def _transfers(chain: dict[str, Any]) -> Table | None:
+    if not chain.get("transfers"):
+        return None
+    table = Table(title="Host ↔ device transfers per event", box=box.SIMPLE_HEAVY, title_justify="left")
+    for name in ("Product", "From → to", "Size", "H2D pageable", "H2D pinned", "D2H"):
+        table.add_column(name, justify="left" if name in ("Product", "From → to") else "right")
+    for transfer in chain["transfers"]:
+        route = f"{transfer['producer'] or 'input'} → {transfer['consumer'] or 'output'}"
+        cells = [f"{seconds_text(transfer[k]['time'])} ({transfer[k]['gb_per_s'] or 0:.1f} GB/s)"
+                 for k in ("h2d_pageable", "h2d_pinned", "d2h")]
+        table.add_row(transfer["product"], route, size_text(transfer["bytes"]), *cells)
+    return table
+
+
+def _act_first(chain: dict[str, Any]) -> Table:
+    ranking = chain["ranking"]
+    table = Table(title="Where to act first (time, energy and quality ranks combined)", box=box.SIMPLE_HEAVY,
+                  title_justify="left")
+    for name in ("#", "Stage", "Share of chain time", "Time rank", "Energy rank", "Quality rank"):
+        table.add_column(name, justify="left" if name in ("Stage", "Share of chain time") else "right")
+    ranks = {key: {e["stage"]: e for e in ranking[key]} for key in ("by_time", "by_energy", "by_quality")}
+
+    def cell(key: str, stage: str) -> Text:
+        entry = ranks[key].get(stage)
+        if entry is None:
+            return Text("–", style="dim")
+        mark = "≈" if entry["tied_with_previous"] else ""
+        return Text(f"{mark}{entry['rank']}", style=_RANK_STYLE.get(entry["rank"], ""))
+
+    for position, entry in enumerate(ranking["act_first"], 1):
+        share = entry["time_share"] or 0.0
+        bar = Text("█" * max(1, round(share * 30)), style="cyan")
+        bar.append(f" {share * 100:.1f} %")
+        table.add_row(str(position), entry["stage"], bar, cell("by_time", entry["stage"]),
+                      cell("by_energy", entry["stage"]), cell("by_quality", entry["stage"]))
+    return table
+
+
+def render(report: dict[str, Any], console: Console | None = None) -> None:
+    """Print the run report."""
+    console = console or Console()
+    parts: list[Any] = [_environment(report)]
+    for chain in report["chains"]:
+        parts.append(_stage_table(chain))
+        transfers = _transfers(chain)
+        if transfers is not None:
+            parts.append(transfers)
+        if chain["ranking"]["act_first"]:
+            parts.append(_act_first(chain))
+        placement = chain.get("placement")
+        if placement:
+            from auditor.render.placement_console import render_placement
+
+            parts.append(render_placement(placement))
+        if chain["devices"]["gpu"] != "available":
+            parts.append(Text(f"GPU columns: {chain['devices']['gpu']}; the placement is CPU-only.", style="yellow"))
+        if chain["ranking"].get("energy_estimated"):
+            parts.append(Text("Energy in italics is estimated (codecarbon model), not measured.", style="italic"))
+    if report.get("interrupted"):
+        parts.append(Text("Interrupted: the report holds what was measured until then.", style="bold yellow"))
+    console.print(Group(*parts))

@@ -1,0 +1,40 @@
+"""Markdown rendering of a run report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditor.render import run_tables
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def clean(cell: str) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = ["## hepaudit run", ""] + [f"- {line}" for line in run_tables.environment_lines(report)] + [""]
+    for chain in report["chains"]:
+        lines += [f"### Chain `{chain['name']}`", "",
+                  f"{chain['description']}. {chain['events']} events, parameters {chain['parameters']}; "
+                  f"GPU: {chain['devices']['gpu']}.", ""]
+        lines += _table(run_tables.STAGE_HEADER, run_tables.stage_rows(chain))
+        if chain.get("transfers"):
+            lines += ["#### Transfers", ""] + _table(run_tables.TRANSFER_HEADER, run_tables.transfer_rows(chain))
+        if chain["ranking"]["act_first"]:
+            lines += ["#### Where to act first", "", chain["ranking"]["method"] + ".", ""]
+            lines += _table(run_tables.ACT_HEADER, run_tables.act_rows(chain))
+        placement = chain.get("placement")
+        if placement:
+            from auditor.render.placement_text import placement_markdown
+
+            lines += placement_markdown(placement)
+        if chain["ranking"].get("energy_estimated"):
+            lines += ["Energy values marked `~` are estimated (codecarbon model), not measured.", ""]
+    if report.get("interrupted"):
+        lines += ["**Interrupted**: the report holds what was measured until then.", ""]
+    return "\n".join(lines) + "\n"

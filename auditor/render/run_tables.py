@@ -1,0 +1,93 @@
+"""Rows of the run report's tables, shared by the Markdown and HTML renderers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditor.render.units import energy_text, seconds_text, size_text
+
+
+def _time(device: dict[str, Any] | None) -> str:
+    if not device:
+        return "–"
+    if device.get("status") == "measured":
+        return seconds_text(device["time"])
+    return device.get("status", "–")
+
+
+def _energy(device: dict[str, Any] | None) -> str:
+    energy = (device or {}).get("energy")
+    if not energy:
+        return "–"
+    value = energy.get("net_per_event") or energy.get("gross_per_event")
+    return energy_text(value) if value else energy.get("status", "–")
+
+
+def _agreement(device: dict[str, Any] | None) -> str:
+    agreement = (device or {}).get("agreement")
+    if not agreement or agreement.get("headline") is None:
+        return "–"
+    return f"{agreement['rates'][agreement['headline']] * 100:.2f} % at {agreement['headline']}"
+
+
+def _quality(device: dict[str, Any] | None) -> str:
+    quality = (device or {}).get("quality") or {}
+    if quality.get("status") != "analysed":
+        return "–"
+    mi = f", MI {quality['mi']:.0f}" if quality.get("mi") is not None else ""
+    return f"CCN {quality['max_ccn']} ({quality['grade']}){mi}"
+
+
+STAGE_HEADER = ["Stage", "Status", "CPU / event", "GPU / event", "Speedup", "Energy CPU / event",
+                "Energy GPU / event", "GPU agreement", "Quality CPU", "Quality GPU"]
+
+
+def stage_rows(chain: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for stage in chain["stages"]:
+        cpu, gpu = stage["devices"].get("cpu"), stage["devices"].get("gpu")
+        speed = stage.get("speedup")
+        speed_text = "–" if speed is None else f"{speed['value']:.2f}×" + (
+            "" if speed["distinguishable_from_1"] else " (not distinguishable from 1)")
+        rows.append([stage["name"], stage.get("status", "measured"), _time(cpu), _time(gpu), speed_text,
+                     _energy(cpu), _energy(gpu), _agreement(gpu), _quality(cpu), _quality(gpu)])
+    return rows
+
+
+TRANSFER_HEADER = ["Product", "From → to", "Size", "H2D pageable", "H2D pinned", "D2H"]
+
+
+def transfer_rows(chain: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for transfer in chain.get("transfers", []):
+        cells = [f"{seconds_text(transfer[k]['time'])} ({transfer[k]['gb_per_s'] or 0:.1f} GB/s)"
+                 for k in ("h2d_pageable", "h2d_pinned", "d2h")]
+        rows.append([transfer["product"], f"{transfer['producer'] or 'input'} → {transfer['consumer'] or 'output'}",
+                     size_text(transfer["bytes"]), *cells])
+    return rows
+
+
+ACT_HEADER = ["#", "Stage", "Share of chain time", "Time rank", "Energy rank", "Quality rank"]
+
+
+def act_rows(chain: dict[str, Any]) -> list[list[str]]:
+    ranking = chain["ranking"]
+    ranks = {key: {e["stage"]: e for e in ranking[key]} for key in ("by_time", "by_energy", "by_quality")}
+
+    def cell(key: str, stage: str) -> str:
+        entry = ranks[key].get(stage)
+        return "–" if entry is None else ("≈" if entry["tied_with_previous"] else "") + str(entry["rank"])
+
+    return [[str(i), e["stage"], f"{(e['time_share'] or 0) * 100:.1f} %", cell("by_time", e["stage"]),
+             cell("by_energy", e["stage"]), cell("by_quality", e["stage"])]
+            for i, e in enumerate(ranking["act_first"], 1)]
+
+
+def environment_lines(report: dict[str, Any]) -> list[str]:
+    env = report["environment"]
+    gpu = env["gpu"]
+    gpu_text = (f"{gpu.get('name', 'GPU')}, {gpu.get('memory_gb', '?')} GB, driver {gpu.get('driver', '?')}"
+                if "status" not in gpu else gpu["status"])
+    return [f"CPU: {env['cpu']['model']} ({env['cpu']['cores']} cores)", f"GPU: {gpu_text}",
+            f"Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()),
+            f"Mode {report['options']['mode']}; created {report['created']}"]

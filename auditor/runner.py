@@ -1,0 +1,107 @@
+"""The ``hepaudit run`` command: choose chains and devices, measure, save and show the report."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.console import Console
+
+from auditor.devices import gpu_status
+from auditor.errors import UserError
+from auditor.profiler import ProfileOptions
+from auditor.registry import load_chains
+
+
+def default_output(now: datetime | None = None) -> Path:
+    return Path("reports") / (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+
+
+def _check_stages(chains: Sequence[Any], stages: Sequence[str]) -> None:
+    if not stages:
+        return
+    known = {name for chain in chains for name in chain.stages}
+    unknown = [s for s in stages if s not in known]
+    if unknown:
+        raise UserError(f"No chosen chain has stage {', '.join(map(repr, unknown))}; "
+                        f"stages: {', '.join(sorted(known))}.")
+
+
+def save_report(report: dict[str, Any], folder: Path) -> list[Path]:
+    """Write report.json, report.md and report.html into ``folder``."""
+    from auditor.render import json_report, run_html, run_markdown
+
+    written = []
+    for name, text in (("report.json", json_report.dumps(report)),
+                       ("report.md", run_markdown.render(report)),
+                       ("report.html", run_html.render(report))):
+        path = folder / name
+        json_report.write_text(path, text, name)
+        written.append(path)
+    return written
+
+
+def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dict[str, Any],
+                devices: tuple[str, ...], mode: str, energy: bool, min_agreement: float,
+                out: Path | None, quiet: bool, err: Console) -> int:
+    """Run, save, render; return the exit code (0, or 130 when interrupted)."""
+    from auditor.run import run_chains
+
+    chains = load_chains(chain_names)
+    _check_stages(chains, stages)
+    usable, reason = gpu_status()
+    if devices == ("gpu",) and not usable:
+        raise UserError(f"The GPU was requested but cannot be used: {reason}.")
+    options = ProfileOptions(devices=devices, stages=stages, parameters=parameters, mode=mode,
+                             min_agreement=min_agreement)
+    meter = _energy_meter(err) if energy else None
+    placement = _placement(min_agreement)
+    progress = None if quiet else _status(err)
+    try:
+        report = run_chains(chains, options, meter, progress.update if progress else None, placement)
+    finally:
+        if progress:
+            progress.stop()
+    folder = out or default_output()
+    written = save_report(report, folder)
+    if not quiet:
+        from auditor.render import run_console
+
+        run_console.render(report, Console())
+        err.print(f"Report saved: {', '.join(str(p) for p in written)}", highlight=False)
+    return 130 if report["interrupted"] else 0
+
+
+class _status:
+    """A one-line spinner showing what is being measured (only on a terminal)."""
+
+    def __init__(self, console: Console):
+        self.live = console.status("starting") if console.is_terminal else None
+        if self.live:
+            self.live.start()
+
+    def update(self, message: str) -> None:
+        if self.live:
+            self.live.update(message)
+
+    def stop(self) -> None:
+        if self.live:
+            self.live.stop()
+
+
+def _energy_meter(err: Console):
+    """The energy measurement hook, or None with a note when energy cannot be measured here."""
+    try:
+        from auditor.energy_meter import make_meter
+    except ImportError:
+        return None
+    return make_meter()
+
+
+def _placement(min_agreement: float):
+    try:
+        from auditor.placement_report import placement_for_chain
+    except ImportError:
+        return None
+    return lambda chain, result: placement_for_chain(chain, result, min_agreement)
