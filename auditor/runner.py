@@ -100,8 +100,6 @@ def _energy_meter(err: Console):
 
 
 def _placement(min_agreement: float):
-    try:
-        from auditor.placement_report import placement_for_chain
-    except ImportError:
-        return None
+    from auditor.placement_report import placement_for_chain
+
     return lambda chain, result: placement_for_chain(chain, result, min_agreement)

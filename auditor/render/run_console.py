@@ -67,14 +67,22 @@ def _quality_cell(device: dict[str, Any] | None) -> str:
 
 
 def _stage_table(chain: dict[str, Any]) -> Table:
+    gpu = chain["devices"]["gpu"] == "available" and "gpu" in chain["devices"]["measured"]
     table = Table(title=f"{chain['name']}: {chain['events']} events, {chain['parameters']}", box=box.SIMPLE_HEAVY,
                   title_justify="left")
-    for name, justify in (("Stage", "left"), ("CPU / event", "right"), ("GPU / event", "right"),
-                          ("Speedup", "right"), ("Energy CPU", "right"), ("Energy GPU", "right"),
-                          ("GPU agrees", "right"), ("CCN / MI cpu", "right"), ("gpu", "right")):
+    columns = [("Stage", "left"), ("CPU / event", "right")]
+    if gpu:
+        columns += [("GPU / event", "right"), ("Speedup", "right")]
+    columns.append(("Energy CPU", "right"))
+    if gpu:
+        columns += [("Energy GPU", "right"), ("GPU agrees", "right")]
+    columns.append(("CCN, MI CPU", "right"))
+    if gpu:
+        columns.append(("GPU", "right"))
+    for name, justify in columns:
         table.add_column(name, justify=justify, overflow="fold")
     for stage in chain["stages"]:
-        cpu, gpu = stage["devices"].get("cpu"), stage["devices"].get("gpu")
+        cpu_data, gpu_data = stage["devices"].get("cpu"), stage["devices"].get("gpu")
         name = Text(stage["name"])
         if stage.get("status", "measured") != "measured":
             name.append(f"\n{stage['status']}", style="red")
@@ -82,8 +90,16 @@ def _stage_table(chain: dict[str, Any]) -> Table:
         speed_text = Text("–", style="dim") if speed is None else Text(
             f"{speed['value']:.2f}×" + ("" if speed["distinguishable_from_1"] else " (≈1)"),
             style="green" if speed["value"] > 1 and speed["distinguishable_from_1"] else "")
-        table.add_row(name, _time_cell(cpu), _time_cell(gpu), speed_text, _energy_cell(cpu), _energy_cell(gpu),
-                      _agreement_cell(gpu), _quality_cell(cpu), _quality_cell(gpu))
+        cells: list[Any] = [name, _time_cell(cpu_data)]
+        if gpu:
+            cells += [_time_cell(gpu_data), speed_text]
+        cells.append(_energy_cell(cpu_data))
+        if gpu:
+            cells += [_energy_cell(gpu_data), _agreement_cell(gpu_data)]
+        cells.append(_quality_cell(cpu_data))
+        if gpu:
+            cells.append(_quality_cell(gpu_data))
+        table.add_row(*cells)
     return table
 
 
@@ -118,7 +134,7 @@ def _act_first(chain: dict[str, Any]) -> Table:
 
     for position, entry in enumerate(ranking["act_first"], 1):
         share = entry["time_share"] or 0.0
-        bar = Text("█" * max(1, round(share * 30)), style="cyan")
+        bar = Text("█" * max(1, round(share * 12)), style="cyan")
         bar.append(f" {share * 100:.1f} %")
         table.add_row(str(position), entry["stage"], bar, cell("by_time", entry["stage"]),
                       cell("by_energy", entry["stage"]), cell("by_quality", entry["stage"]))

@@ -158,3 +158,20 @@ def test_cli_run_bad_input_exits_2(project: Path, args: list[str], message: str)
 def test_cli_run_gpu_only_without_gpu_exits_2(project: Path) -> None:
     result = runner.invoke(app, ["run", "--chain", "demo", "--devices", "gpu", "--no-energy"])
     assert result.exit_code == 2 and "GPU was requested" in result.output
+
+
+def test_placement_of_a_measured_chain(project: Path) -> None:
+    from auditor.placement_report import placement_for_chain
+
+    chain = build_demo_chain()
+    report = run_chains([chain], QUICK, placement=lambda c, r: placement_for_chain(c, r, 0.99))
+    placement = report["chains"][0]["placement"]
+    assert placement["status"] == "solved"
+    latency = placement["results"]["latency"]
+    assert latency["placement"] == {"radius": "cpu", "order": "cpu", "histogram": "cpu"}
+    stage_sum = sum(s["devices"]["cpu"]["time"]["value"] for s in report["chains"][0]["stages"])
+    assert latency["value"]["value"] == pytest.approx(stage_sum)
+    assert "energy" in placement["unavailable"]  # energy was not measured: never taken as zero
+    subset = run_chains([chain], ProfileOptions(mode="quick", devices=("cpu",), stages=("order",)),
+                        placement=lambda c, r: placement_for_chain(c, r, 0.99))
+    assert subset["chains"][0]["placement"]["status"] == "not available"

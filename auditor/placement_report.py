@@ -1,0 +1,71 @@
+"""Build the placement problem from a measured chain and solve every objective.
+
+Stage costs are the measured time per event (and net energy per event where measured); transfer
+costs are the measured pageable host<->device copies of each product; device implementations
+below the agreement threshold are excluded by the optimiser, with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auditor.devices import cpu_description
+from auditor.measurement import Measurement
+from auditor.placement import (HOST, Edge, Implementation, PlacementError, PlacementProblem, Resources, Stage,
+                               TransferCost, plan)
+from auditor.stages import Chain
+
+
+def _implementation(device: dict[str, Any]) -> Implementation:
+    energy = device.get("energy") or {}
+    per_event = energy.get("net_per_event") or energy.get("gross_per_event")
+    agreement = device.get("agreement") or {}
+    headline = agreement.get("headline")
+    return Implementation(
+        time_s=Measurement.from_json(device["time"]),
+        energy_j=Measurement.from_json(per_event) if per_event else None,
+        agreement=agreement["rates"][headline] if headline else None,
+    )
+
+
+def build_problem(chain: Chain, result: dict[str, Any], min_agreement: float) -> PlacementProblem:
+    """The placement problem of a measured chain; PlacementError when it cannot be posed."""
+    stages = []
+    for entry in result["stages"]:
+        measured = {name: _implementation(device) for name, device in entry["devices"].items()
+                    if device.get("status") == "measured"}
+        if not measured:
+            raise PlacementError(f"stage '{entry['name']}' was not measured on any device ({entry.get('status')})")
+        stages.append(Stage(entry["name"], measured))
+    if len(stages) != len(chain.stages):
+        raise PlacementError("the placement needs every stage of the chain measured (a --stage subset was chosen)")
+    sizes = result.get("product_bytes", {})
+    edges = [Edge(producer or HOST, consumer or HOST, product, float(sizes.get(product, 0)))
+             for producer, consumer, product in chain.edges()]
+    transfers = []
+    for transfer in result.get("transfers", []):
+        transfers.append(TransferCost("cpu", "gpu", transfer["product"],
+                                      Measurement.from_json(transfer["h2d_pageable"]["time"])))
+        transfers.append(TransferCost("gpu", "cpu", transfer["product"], Measurement.from_json(transfer["d2h"]["time"])))
+    return PlacementProblem(stages=stages, edges=edges, transfers=transfers,
+                            resources=Resources(cpu_cores=float(cpu_description()["cores"])),
+                            min_agreement=min_agreement)
+
+
+def _label(placement: dict[str, str]) -> str:
+    return " ".join(device.upper() for device in placement.values())
+
+
+def placement_for_chain(chain: Chain, result: dict[str, Any], min_agreement: float) -> dict[str, Any]:
+    """Every objective's optimum, the time-energy Pareto front, or why there is no placement."""
+    try:
+        problem = build_problem(chain, result, min_agreement)
+        solved = plan(problem).to_json()
+    except PlacementError as error:
+        return {"status": "not available", "reason": str(error)}
+    front = [{"label": _label(point["placement"]), "placement": point["placement"],
+              "latency_s": point["latency_s"]["value"], "energy_j": point["energy_j"]["value"]}
+             for point in solved.get("pareto") or []]
+    return {"status": "solved", "stages": [s.name for s in problem.stages],
+            "transfer_costs": "measured pageable copies per product and direction",
+            **solved, "pareto_front": front}
