@@ -239,6 +239,57 @@ def run(
     raise typer.Exit(code)
 
 
+PROFILE_EPILOG = """
+Examples:
+
+  hepaudit profile -- python reconstruct.py --events 10
+
+  hepaudit profile --name fit --repeats 10 --source src/ -- ./build/fit input.root
+
+Everything after -- is the command. It runs once to warm up, then --repeats times; its standard
+output is discarded. The report (time, CPU time, peak memory of the process tree, energy with its
+method, and with --source the code quality of that path) goes to reports/<timestamp>/.
+"""
+
+
+@app.command(epilog=PROFILE_EPILOG)
+def profile(
+    command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.", show_default=False)],
+    name: Annotated[Optional[str], typer.Option(help="Name of the stage in the report [default: the program name].")] = None,
+    repeats: Annotated[int, typer.Option(help="Timed runs after the warm-up run.")] = 5,
+    source: Annotated[Optional[Path], typer.Option(help="Also audit this code and attach its quality to the stage.")] = None,
+    energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy over extra windows of runs.")] = True,
+    precise: Annotated[bool, typer.Option("--precise", help="Longer energy windows (10 s).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Measure any command as a single stage: time, CPU time, peak memory, energy, and code quality."""
+    from auditor.command_profile import profile_command
+    from auditor.runner import _energy_meter, _status, default_output, save_report
+
+    try:
+        if repeats < 1:
+            raise UserError("--repeats must be at least 1.")
+        status = None if quiet else _status(err)
+        try:
+            report = profile_command(list(command), name or Path(command[0]).name if command else "command", repeats,
+                                     _energy_meter(err) if energy else None, source, precise,
+                                     status.update if status else None)
+        finally:
+            if status:
+                status.stop()
+        written = save_report(report, out or default_output())
+        if not quiet:
+            from auditor.render import run_console
+
+            run_console.render(report, Console())
+            err.print(f"Report saved: {', '.join(str(p) for p in written)}", highlight=False)
+        if report["chains"][0]["stages"][0]["devices"]["cpu"]["status"] == "failed":
+            fail(report["chains"][0]["stages"][0]["devices"]["cpu"]["error"].splitlines()[0], 1)
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+
+
 @app.command(epilog="Example:\n\n  hepaudit report audit.json --markdown summary.md")
 def report(
     file: Annotated[Path, typer.Argument(help="A report saved with --json.")],

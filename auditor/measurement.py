@@ -21,6 +21,7 @@ METHODS: dict[str, bool] = {
     "codecarbon-estimate": True,  # codecarbon's model (e.g. TDP share) where no counter exists
     "derived": False,             # computed from other measurements (ratios, sums)
     "rss": False,                 # resident set size sampled by the OS
+    "rusage": False,              # CPU (user + system) time reported by the OS for finished processes
     "cuda-memory": False,         # device allocator peak
 }
 
@@ -30,7 +31,8 @@ class Measurement:
     """A measured (or estimated) quantity.
 
     ``low``/``high`` bound the interval named by ``interval`` (``ci95``: 95 % confidence interval
-    of the median or mean; ``iqr``: inter-quartile range; ``none``: a single sample).
+    of the median or mean; ``iqr``: inter-quartile range; ``propagated``: the ends of sums or
+    products of other intervals; ``none``: a single sample).
     """
 
     value: float
