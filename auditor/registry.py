@@ -81,8 +81,12 @@ def available_chains(folder: Path | None = None) -> dict[str, Factory]:
     return factories
 
 
-def load_chains(names: list[str] | None, folder: Path | None = None) -> list[Chain]:
-    """Build the named chains (all when ``names`` is empty); UserError for an unknown one."""
+def load_chains(names: list[str] | None, folder: Path | None = None) -> tuple[list[Chain], list[str]]:
+    """Build the named chains, or all of them when ``names`` is empty.
+
+    A chain the user named that cannot be loaded is a UserError; when all chains are wanted, one
+    that cannot be loaded is skipped and its problem returned, so the others still run.
+    """
     factories = available_chains(folder)
     if not factories:
         raise UserError("No chains are registered: install the reference chains or declare "
@@ -91,12 +95,18 @@ def load_chains(names: list[str] | None, folder: Path | None = None) -> list[Cha
     unknown = [n for n in wanted if n not in factories]
     if unknown:
         raise UserError(f"Unknown chain {', '.join(map(repr, unknown))}; known chains: {', '.join(sorted(factories))}.")
-    chains = []
+    chains: list[Chain] = []
+    problems: list[str] = []
     for name in wanted:
-        chain = factories[name]()
         try:
+            chain = factories[name]()
             chain.validate()
-        except ValueError as exc:
-            raise UserError(f"Chain '{name}' is wired wrongly: {exc}.") from None
+        except (UserError, ValueError) as exc:
+            if names:
+                raise UserError(f"Chain '{name}' cannot be used: {exc}") from None
+            problems.append(f"chain '{name}' skipped: {exc}")
+            continue
         chains.append(chain)
-    return chains
+    if not chains:
+        raise UserError("No registered chain could be loaded: " + "; ".join(problems))
+    return chains, problems

@@ -48,7 +48,9 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
     """Run, save, render; return the exit code (0, or 130 when interrupted)."""
     from auditor.run import run_chains
 
-    chains = load_chains(chain_names)
+    chains, problems = load_chains(chain_names)
+    for problem in problems:
+        err.print(f"[yellow]hepaudit:[/] {problem}", highlight=False)
     _check_stages(chains, stages)
     usable, reason = gpu_status()
     if devices == ("gpu",) and not usable:

@@ -175,3 +175,15 @@ def test_placement_of_a_measured_chain(project: Path) -> None:
     subset = run_chains([chain], ProfileOptions(mode="quick", devices=("cpu",), stages=("order",)),
                         placement=lambda c, r: placement_for_chain(c, r, 0.99))
     assert subset["chains"][0]["placement"]["status"] == "not available"
+
+
+def test_broken_chain_is_skipped_unless_named(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.hepaudit.chains]\ndemo = "tests.auditor.demo_chain:build_demo_chain"\n'
+                                             'broken = "no_such_module_xyz:build"\n')
+    monkeypatch.chdir(tmp_path)
+    everything = runner.invoke(app, ["run", "--devices", "cpu", "--no-energy", "--out", "o", "-q"])
+    assert everything.exit_code == 0, everything.output
+    assert "chain 'broken' skipped" in everything.output
+    assert [c["name"] for c in json.loads((tmp_path / "o" / "report.json").read_text())["chains"]] == ["demo"]
+    named = runner.invoke(app, ["run", "--chain", "broken", "--no-energy"])
+    assert named.exit_code == 2 and "no_such_module_xyz" in named.output
