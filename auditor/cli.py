@@ -271,13 +271,16 @@ def profile(
         if repeats < 1:
             raise UserError("--repeats must be at least 1.")
         status = None if quiet else _status(err)
+        meter = _energy_meter("precise" if precise else "normal") if energy else None
         try:
             report = profile_command(list(command), name or Path(command[0]).name if command else "command", repeats,
-                                     _energy_meter(err) if energy else None, source, precise,
-                                     status.update if status else None)
+                                     meter, source, precise, status.update if status else None)
         finally:
             if status:
                 status.stop()
+            if meter is not None:
+                meter.close()
+        report["energy"] = meter.describe() if meter is not None else {"status": "not measured (--no-energy)"}
         written = save_report(report, out or default_output())
         if not quiet:
             from auditor.render import run_console

@@ -7,6 +7,7 @@ renderer and are never ranked as if they were measured.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import asdict, dataclass, replace
@@ -123,6 +124,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, mean - half, mean + half
 
 
+@functools.lru_cache(maxsize=256)
 def _t_quantile(p: float, dof: int) -> float:
     """Student-t quantile by bisection on the regularised incomplete beta (no SciPy needed)."""
     def cdf(t: float) -> float:

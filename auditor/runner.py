@@ -57,7 +57,7 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
         raise UserError(f"The GPU was requested but cannot be used: {reason}.")
     options = ProfileOptions(devices=devices, stages=stages, parameters=parameters, mode=mode,
                              min_agreement=min_agreement)
-    meter = _energy_meter(err) if energy else None
+    meter = _energy_meter(mode) if energy else None
     placement = _placement(min_agreement)
     progress = None if quiet else _status(err)
     try:
@@ -65,6 +65,9 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
     finally:
         if progress:
             progress.stop()
+        if meter is not None:
+            meter.close()
+    report["energy"] = meter.describe() if meter is not None else {"status": "not measured (--no-energy)"}
     folder = out or default_output()
     written = save_report(report, folder)
     if not quiet:
@@ -92,13 +95,11 @@ class _status:
             self.live.stop()
 
 
-def _energy_meter(err: Console):
-    """The energy measurement hook, or None with a note when energy cannot be measured here."""
-    try:
-        from auditor.energy_meter import make_meter
-    except ImportError:
-        return None
-    return make_meter()
+def _energy_meter(mode: str = "normal"):
+    """The energy measurement hook (hardware counters where readable, codecarbon's estimate else)."""
+    from auditor.energy_meter import make_meter
+
+    return make_meter(mode)
 
 
 def _placement(min_agreement: float):

@@ -33,9 +33,12 @@ def main() -> None:
     options = ProfileOptions(parameters={"size": args.size, "events": args.events}, mode=args.mode)
     from rich.console import Console
 
-    meter = None if args.no_energy else _energy_meter(Console(stderr=True))
+    meter = None if args.no_energy else _energy_meter(args.mode)
     report = run_chains([build_demo_chain()], options, meter, print,
                         lambda chain, result: placement_for_chain(chain, result, 0.99))
+    if meter is not None:
+        report["energy"] = meter.describe()
+        meter.close()
     save_report(report, args.out)
     run_console.render(report, Console(width=160))
 

@@ -167,10 +167,14 @@ class CodecarbonTracker:
         codecarbon = _import_codecarbon()
         self.version = codecarbon.__version__
         self.notes: list[str] = []
-        if _version_tuple(self.version) < MIN_CODECARBON:
-            self.notes.append(f"codecarbon {self.version} is older than "
-                              f"{'.'.join(map(str, MIN_CODECARBON))}: GPUs without an energy "
-                              "counter report 0 J there; upgrade it")
+        version = _version_tuple(self.version)
+        if version < MIN_CODECARBON:
+            # Older releases: no output_methods argument (< 3.x), GPUs without an energy counter
+            # silently report 0 J (< 3.3.2), GPU energy from power x time (< 2.3.0).
+            raise UserError(f"codecarbon {self.version} is too old: hepaudit needs "
+                            "codecarbon>=3.3.2,<4 (pip install -U 'codecarbon>=3.3.2,<4')")
+        if version >= (4,):
+            self.notes.append(f"codecarbon {self.version} is newer than the tested 3.x series")
         if config.force_g_co2e_per_kwh is not None:
             base = grid_intensity(config.country_iso_code)
             self.intensity = GridIntensity(float(config.force_g_co2e_per_kwh), base.country_iso_code,
