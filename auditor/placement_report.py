@@ -7,6 +7,7 @@ below the agreement threshold are excluded by the optimiser, with the reason.
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from auditor.devices import cpu_description
@@ -28,6 +29,26 @@ def _implementation(device: dict[str, Any]) -> Implementation:
     )
 
 
+def _copy_power(result: dict[str, Any]) -> float | None:
+    """Median net GPU power (W) of the measured GPU stages: the estimate used for copies."""
+    powers = []
+    for entry in result["stages"]:
+        energy = entry["devices"].get("gpu", {}).get("energy") or {}
+        for counter in energy.get("counters", []):
+            if counter.get("method") == "nvml-energy" and counter.get("net_power"):
+                powers.append(counter["net_power"]["value"])
+    return statistics.median(powers) if powers else None
+
+
+def _copy_energy(seconds: Measurement, power: float | None) -> Measurement | None:
+    if power is None:
+        return None
+    low, high = seconds.bounds
+    return Measurement(seconds.value * power, "J", "derived", samples=seconds.samples, low=low * power,
+                       high=high * power, interval="propagated", estimated=True,
+                       note=f"copy time x {power:.1f} W, the median net GPU power of the measured stages")
+
+
 def build_problem(chain: Chain, result: dict[str, Any], min_agreement: float) -> PlacementProblem:
     """The placement problem of a measured chain; PlacementError when it cannot be posed."""
     stages = []
@@ -42,11 +63,12 @@ def build_problem(chain: Chain, result: dict[str, Any], min_agreement: float) ->
     sizes = result.get("product_bytes", {})
     edges = [Edge(producer or HOST, consumer or HOST, product, float(sizes.get(product, 0)))
              for producer, consumer, product in chain.edges()]
+    power = _copy_power(result)
     transfers = []
     for transfer in result.get("transfers", []):
-        transfers.append(TransferCost("cpu", "gpu", transfer["product"],
-                                      Measurement.from_json(transfer["h2d_pageable"]["time"])))
-        transfers.append(TransferCost("gpu", "cpu", transfer["product"], Measurement.from_json(transfer["d2h"]["time"])))
+        for src, dst, key in (("cpu", "gpu", "h2d_pageable"), ("gpu", "cpu", "d2h")):
+            seconds = Measurement.from_json(transfer[key]["time"])
+            transfers.append(TransferCost(src, dst, transfer["product"], seconds, _copy_energy(seconds, power)))
     return PlacementProblem(stages=stages, edges=edges, transfers=transfers,
                             resources=Resources(cpu_cores=float(cpu_description()["cores"])),
                             min_agreement=min_agreement)

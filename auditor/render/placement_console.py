@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from auditor.render.placement_text import OBJECTIVE_NAMES, chain_drawing, gain_text, value_text
+from auditor.render.placement_text import OBJECTIVE_NAMES, chain_drawing, devices_text, gain_text, value_text
 
 
 def render_placement(placement: dict[str, Any]) -> Any:
@@ -19,11 +19,11 @@ def render_placement(placement: dict[str, Any]) -> Any:
     for name in ("Objective", "Placement", "Value", "vs all-CPU", "vs all-GPU", "Verdict"):
         table.add_column(name, overflow="fold")
     for objective, result in placement["results"].items():
-        devices = " ".join(f"{stage}:{device.upper()}" for stage, device in result["placement"].items())
+        chosen = result["placement"]
         value = value_text(objective, result["value"]) + (" (est.)" if result["estimated"] else "")
         gains = result["gains"]
-        table.add_row(OBJECTIVE_NAMES[objective], devices, value, gain_text(gains.get("all-cpu", {})),
-                      gain_text(gains.get("all-gpu", {})), result["verdict"])
+        table.add_row(OBJECTIVE_NAMES[objective], devices_text(chosen), value, gain_text(gains.get("all-cpu", {}), chosen),
+                      gain_text(gains.get("all-gpu", {}), chosen), result["verdict"])
     unavailable = placement.get("unavailable", {})
     for objective in unavailable:
         table.add_row(OBJECTIVE_NAMES.get(objective, objective), "–", "–", "–", "–", Text("not available (below)", style="dim"))

@@ -20,9 +20,22 @@ def value_text(objective: str, value: dict[str, Any] | None) -> str:
     return f"{value['value']:.3g} J·s"
 
 
-def gain_text(gain: dict[str, Any]) -> str:
+def devices_text(placement: dict[str, str]) -> str:
+    """``all CPU``, or the stages per device: ``GPU: seeding, ckf · CPU: the rest``."""
+    devices = set(placement.values())
+    if len(devices) == 1:
+        return f"all {devices.pop().upper()}"
+    by_device: dict[str, list[str]] = {}
+    for stage, device in placement.items():
+        by_device.setdefault(device, []).append(stage)
+    return " · ".join(f"{device.upper()}: {', '.join(stages)}" for device, stages in sorted(by_device.items()))
+
+
+def gain_text(gain: dict[str, Any], placement: dict[str, str] | None = None) -> str:
     if not gain.get("available"):
         return gain.get("reason") or "not available"
+    if placement is not None and gain.get("placement") == placement:
+        return "same placement"
     ratio = gain["ratio"]
     suffix = "" if gain.get("distinguishable") else " (not distinguishable)"
     return f"{ratio['value']:.2f}×{suffix}"
@@ -53,9 +66,11 @@ def placement_markdown(placement: dict[str, Any]) -> list[str]:
              "|---|---|--:|--:|--:|---|"]
     for objective, result in placement["results"].items():
         gains = result["gains"]
-        lines.append(f"| {OBJECTIVE_NAMES[objective]} | {', '.join(f'{k}: {v}' for k, v in result['placement'].items())} | "
+        chosen = result["placement"]
+        lines.append(f"| {OBJECTIVE_NAMES[objective]} | {devices_text(chosen)} | "
                      f"{value_text(objective, result['value'])}{' (estimated)' if result['estimated'] else ''} | "
-                     f"{gain_text(gains.get('all-cpu', {}))} | {gain_text(gains.get('all-gpu', {}))} | {result['verdict']} |")
+                     f"{gain_text(gains.get('all-cpu', {}), chosen)} | {gain_text(gains.get('all-gpu', {}), chosen)} | "
+                     f"{result['verdict']} |")
     for objective, reason in placement.get("unavailable", {}).items():
         lines.append(f"| {OBJECTIVE_NAMES.get(objective, objective)} | – | – | – | – | {reason} |")
     lines.append("")
