@@ -31,7 +31,7 @@ class DigitizationConfig:
     dedx_per_mm: float = 388.0
     threshold_fraction: float = 0.1
     charge_smear_fraction: float = 0.05
-    noise_hits_fraction: float = 0.08
+    noise_hits_fraction: float = 0.05
 
 
 @njit(cache=True)

@@ -118,6 +118,9 @@ def geometry_key(volume_id, layer_id, module_id) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BarrelSpec:
+    """One barrel volume: layer radii, half length, module size (u across, v along z), thickness,
+    pitches and the radial stagger that makes neighbouring modules overlap (all in mm)."""
+
     volume_id: int
     radii_mm: tuple
     half_length_mm: float
@@ -131,6 +134,9 @@ class BarrelSpec:
 
 @dataclass(frozen=True)
 class EndcapSpec:
+    """Two endcap volumes (-z, +z): disk |z| positions, rings (r_in, r_out) of trapezoid modules,
+    nominal module width, thickness, pitches and the z stagger of neighbouring modules (mm)."""
+
     volume_ids: tuple  # (negative z, positive z)
     z_mm: tuple
     rings_mm: tuple  # ((r_in, r_out), ...)
@@ -145,7 +151,7 @@ class EndcapSpec:
 class GenericDetectorConfig:
     """Layout of the TrackML-like generic detector (all lengths in mm)."""
 
-    overlap_fraction: float = 0.04
+    overlap_fraction: float = 0.02
     pixel_barrel: BarrelSpec = BarrelSpec(8, (32.0, 72.0, 116.0, 172.0), 491.0, 16.8, 72.0, 0.15,
                                           0.05, 0.05, 1.0)
     pixel_endcap: EndcapSpec = EndcapSpec((7, 9), (600.0, 700.0, 820.0, 960.0, 1100.0, 1300.0, 1500.0),

@@ -1,8 +1,9 @@
 """Helix propagation in a uniform solenoid field along z (shared host/device math).
 
-Every function here takes scalars and small pre-allocated work arrays and allocates nothing,
-so the same Python source can be compiled by ``numba.njit`` (CPU) and later by
-``numba.cuda.jit(device=True)`` (GPU).
+Every function here takes scalars (and small caller-owned arrays for bound parameters, planes
+and Jacobians), returns scalars or tuples of scalars and allocates nothing, so the same Python
+source can be compiled by ``numba.njit`` (CPU) and later by ``numba.cuda.jit(device=True)``
+(GPU).
 
 State: global position (x, y, z) in mm, unit direction (tx, ty, tz), and the signed transverse
 curvature rate ``kappa = C_LIGHT * Bz * q/p`` in 1/mm, such that along the path length s the
@@ -23,8 +24,8 @@ INF = 1e30
 
 
 @njit(cache=True, inline="always")
-def helix_advance(x, y, z, tx, ty, tz, kappa, s, out):
-    """Move along the helix by path length s; writes (x, y, z, tx, ty, tz) into out[0:6]."""
+def helix_advance(x, y, z, tx, ty, tz, kappa, s):
+    """Move along the helix by path length s; returns (x, y, z, tx, ty, tz)."""
     a = kappa * s
     if abs(a) < 1e-5:
         # series expansions of sin(a)/kappa and (1 - cos(a))/kappa
@@ -37,16 +38,31 @@ def helix_advance(x, y, z, tx, ty, tz, kappa, s, out):
         ca = math.cos(a)
         sk = sa / kappa
         ck = (1.0 - ca) / kappa
-    out[0] = x + tx * sk + ty * ck
-    out[1] = y + ty * sk - tx * ck
-    out[2] = z + tz * s
-    out[3] = tx * ca + ty * sa
-    out[4] = -tx * sa + ty * ca
-    out[5] = tz
+    return (x + tx * sk + ty * ck, y + ty * sk - tx * ck, z + tz * s,
+            tx * ca + ty * sa, -tx * sa + ty * ca, tz)
 
 
 @njit(cache=True)
-def helix_plane_path(x, y, z, tx, ty, tz, kappa, cx, cy, cz, nx, ny, nz, work):
+def helix_plane_path_from(x, y, z, tx, ty, tz, kappa, cx, cy, cz, nx, ny, nz, s):
+    """Newton iteration for the path length to the plane (point c, normal n) from guess s.
+
+    Returns NaN when the helix runs parallel to the plane or does not converge.
+    """
+    for _ in range(12):
+        px, py, pz, dx, dy, dz = helix_advance(x, y, z, tx, ty, tz, kappa, s)
+        f = (px - cx) * nx + (py - cy) * ny + (pz - cz) * nz
+        fp = dx * nx + dy * ny + dz * nz
+        if abs(fp) < 1e-9:
+            return math.nan
+        ds = -f / fp
+        s += ds
+        if abs(ds) < 1e-7:
+            return s
+    return math.nan
+
+
+@njit(cache=True)
+def helix_plane_path(x, y, z, tx, ty, tz, kappa, cx, cy, cz, nx, ny, nz):
     """Path length from the state to the plane (point c, normal n) by Newton iteration.
 
     Starts from the straight-line solution, so it returns the intersection nearest to the
@@ -56,17 +72,7 @@ def helix_plane_path(x, y, z, tx, ty, tz, kappa, cx, cy, cz, nx, ny, nz, work):
     if abs(tn) < 1e-9:
         return math.nan
     s = -((x - cx) * nx + (y - cy) * ny + (z - cz) * nz) / tn
-    for _ in range(12):
-        helix_advance(x, y, z, tx, ty, tz, kappa, s, work)
-        f = (work[0] - cx) * nx + (work[1] - cy) * ny + (work[2] - cz) * nz
-        fp = work[3] * nx + work[4] * ny + work[5] * nz
-        if abs(fp) < 1e-9:
-            return math.nan
-        ds = -f / fp
-        s += ds
-        if abs(ds) < 1e-7:
-            return s
-    return math.nan
+    return helix_plane_path_from(x, y, z, tx, ty, tz, kappa, cx, cy, cz, nx, ny, nz, s)
 
 
 @njit(cache=True)
@@ -127,38 +133,56 @@ def helix_cylinder_path(x, y, z, tx, ty, tz, kappa, radius, s_min):
 
 
 @njit(cache=True)
-def helix_zplane_path(x, y, z, tx, ty, tz, kappa, zpos, s_min, work):
-    """Path length > s_min to the plane z = zpos, outgoing crossings only; INF if none."""
+def helix_zplane_path(x, y, z, tx, ty, tz, kappa, zpos, s_min):
+    """Path length > s_min to the plane z = zpos, outgoing crossings only; INF if none.
+
+    Returns (s, r at the crossing)."""
     if abs(tz) < 1e-12:
-        return INF
+        return INF, 0.0
     s = (zpos - z) / tz
     if s <= s_min:
-        return INF
-    helix_advance(x, y, z, tx, ty, tz, kappa, s, work)
-    if work[0] * work[3] + work[1] * work[4] < 0.0:
-        return INF
-    return s
+        return INF, 0.0
+    px, py, _, dx, dy, _ = helix_advance(x, y, z, tx, ty, tz, kappa, s)
+    if px * dx + py * dy < 0.0:
+        return INF, 0.0
+    return s, math.sqrt(px * px + py * py)
 
 
 @njit(cache=True)
-def next_layer(x, y, z, tx, ty, tz, kappa, kind, position, lo, hi, exclude, s_min, work):
-    """Index of the next layer crossed (within its extent) and the path to it; (-1, INF) if none."""
+def next_layer(x, y, z, tx, ty, tz, kappa, kind, position, lo, hi, exclude, s_min):
+    """Index of the next layer crossed (within its extent) and the path to it; (-1, INF) if none.
+
+    Only outgoing crossings count, so cylinders inside the current radius are skipped, and
+    layers whose path length is bounded below by more than the best one so far are skipped.
+    """
     best_s = INF
     best_l = -1
+    r_cur = math.sqrt(x * x + y * y)
+    st = math.sqrt(tx * tx + ty * ty)
     for li in range(kind.shape[0]):
         if li == exclude:
             continue
         if kind[li] == 0:
-            s = helix_cylinder_path(x, y, z, tx, ty, tz, kappa, position[li], s_min)
+            radius = position[li]
+            if radius <= r_cur:
+                continue
+            # the radius grows at most by st per unit path length
+            if st * best_s < radius - r_cur:
+                continue
+            s = helix_cylinder_path(x, y, z, tx, ty, tz, kappa, radius, s_min)
             if s < best_s:
                 zz = z + tz * s
                 if zz >= lo[li] and zz <= hi[li]:
                     best_s = s
                     best_l = li
         else:
-            s = helix_zplane_path(x, y, z, tx, ty, tz, kappa, position[li], s_min, work)
+            dz = position[li] - z
+            if dz * tz <= 0.0:
+                continue
+            if dz / tz >= best_s:
+                continue
+            s, rr = helix_zplane_path(x, y, z, tx, ty, tz, kappa, position[li], s_min)
             if s < best_s:
-                rr = math.sqrt(work[0] * work[0] + work[1] * work[1])
                 if rr >= lo[li] and rr <= hi[li]:
                     best_s = s
                     best_l = li
@@ -166,52 +190,56 @@ def next_layer(x, y, z, tx, ty, tz, kappa, kind, position, lo, hi, exclude, s_mi
 
 
 @njit(cache=True, inline="always")
-def bound_to_global(p, cx, cy, cz, ux, uy, uz, vx, vy, vz, out):
-    """Bound parameters p[0:5] on a plane -> (x, y, z, tx, ty, tz) in out[0:6]."""
-    out[0] = cx + p[0] * ux + p[1] * vx
-    out[1] = cy + p[0] * uy + p[1] * vy
-    out[2] = cz + p[0] * uz + p[1] * vz
+def bound_to_global(p, pl):
+    """Bound parameters p[0:5] on plane pl (12 floats) -> (x, y, z, tx, ty, tz)."""
     st = math.sin(p[3])
-    out[3] = math.cos(p[2]) * st
-    out[4] = math.sin(p[2]) * st
-    out[5] = math.cos(p[3])
+    return (pl[0] + p[0] * pl[3] + p[1] * pl[6], pl[1] + p[0] * pl[4] + p[1] * pl[7],
+            pl[2] + p[0] * pl[5] + p[1] * pl[8], math.cos(p[2]) * st, math.sin(p[2]) * st, math.cos(p[3]))
 
 
 @njit(cache=True)
-def propagate_bound(p, bz, src, dst, out, work):
+def propagate_bound_guess(p, bz, src, dst, out, s_guess):
     """Propagate bound parameters p from plane src to plane dst (no covariance).
 
     Planes are float arrays of 12: centre (3), U (3), V (3), W (3). Writes the new bound
-    parameters into out[0:5] and returns the signed path length (NaN on failure). work must
-    hold at least 12 floats.
+    parameters into out[0:5] and returns the signed path length (NaN on failure). s_guess
+    starts the Newton iteration (NaN: straight-line estimate).
     """
-    bound_to_global(p, src[0], src[1], src[2], src[3], src[4], src[5], src[6], src[7], src[8], work)
+    x, y, z, tx, ty, tz = bound_to_global(p, src)
     kappa = C_LIGHT * bz * p[4]
-    s = helix_plane_path(work[0], work[1], work[2], work[3], work[4], work[5], kappa,
-                         dst[0], dst[1], dst[2], dst[9], dst[10], dst[11], work[6:12])
+    if math.isnan(s_guess):
+        s = helix_plane_path(x, y, z, tx, ty, tz, kappa, dst[0], dst[1], dst[2], dst[9], dst[10], dst[11])
+    else:
+        s = helix_plane_path_from(x, y, z, tx, ty, tz, kappa, dst[0], dst[1], dst[2], dst[9], dst[10], dst[11],
+                                  s_guess)
     if math.isnan(s):
         return s
-    helix_advance(work[0], work[1], work[2], work[3], work[4], work[5], kappa, s, work[6:12])
-    dx = work[6] - dst[0]
-    dy = work[7] - dst[1]
-    dz = work[8] - dst[2]
-    out[0] = dx * dst[3] + dy * dst[4] + dz * dst[5]
-    out[1] = dx * dst[6] + dy * dst[7] + dz * dst[8]
-    out[2] = math.atan2(work[10], work[9])
-    out[3] = math.acos(max(-1.0, min(1.0, work[11])))
+    px, py, pz, dx, dy, dz = helix_advance(x, y, z, tx, ty, tz, kappa, s)
+    ex = px - dst[0]
+    ey = py - dst[1]
+    ez = pz - dst[2]
+    out[0] = ex * dst[3] + ey * dst[4] + ez * dst[5]
+    out[1] = ex * dst[6] + ey * dst[7] + ez * dst[8]
+    out[2] = math.atan2(dy, dx)
+    out[3] = math.acos(max(-1.0, min(1.0, dz)))
     out[4] = p[4]
     return s
 
 
 @njit(cache=True)
-def propagate_bound_jacobian(p, bz, src, dst, out, jac, work):
+def propagate_bound(p, bz, src, dst, out):
+    """:func:`propagate_bound_guess` starting from the straight-line estimate."""
+    return propagate_bound_guess(p, bz, src, dst, out, math.nan)
+
+
+@njit(cache=True)
+def propagate_bound_jacobian(p, bz, src, dst, out, jac, pp, tmp):
     """Like :func:`propagate_bound` and also the 5x5 transport Jacobian d out / d p (row-major
-    in jac[0:25]) by forward finite differences. work must hold at least 24 floats."""
-    s = propagate_bound(p, bz, src, dst, out, work)
+    in jac[0:25]) by forward finite differences (Newton warm-started at the nominal path).
+    pp and tmp are caller-owned scratch arrays of 5 floats."""
+    s = propagate_bound(p, bz, src, dst, out)
     if math.isnan(s):
         return s
-    pp = work[12:17]
-    tmp = work[17:22]
     for j in range(5):
         for k in range(5):
             pp[k] = p[k]
@@ -222,7 +250,7 @@ def propagate_bound_jacobian(p, bz, src, dst, out, jac, work):
         else:
             eps = 1e-7 * abs(p[4]) + 1e-10
         pp[j] += eps
-        s2 = propagate_bound(pp, bz, src, dst, tmp, work)
+        s2 = propagate_bound_guess(pp, bz, src, dst, tmp, s)
         if math.isnan(s2):
             return s2
         for i in range(5):

@@ -98,7 +98,6 @@ def _transport(vx, vy, vz, px, py, pz, q, bz, normals, ms_on, eloss_on,
     h_state = np.empty((cap, 9))  # x, y, z, px, py, pz, local u, v and unused
     h_ldir = np.empty((cap, 3))
     nh = 0
-    work = np.empty(6)
     w2 = np.empty(6)
     for ip in range(n):
         p = math.sqrt(px[ip] ** 2 + py[ip] ** 2 + pz[ip] ** 2)
@@ -108,13 +107,16 @@ def _transport(vx, vy, vz, px, py, pz, q, bz, normals, ms_on, eloss_on,
         tx, ty, tz = px[ip] / p, py[ip] / p, pz[ip] / p
         exclude = -1
         nhp = 0
+        turn = 0.0
         for icross in range(MAX_CROSSINGS):
             kappa = C_LIGHT * bz * q[ip] / p
-            li, s = next_layer(x, y, z, tx, ty, tz, kappa, l_kind, l_pos, l_lo, l_hi, exclude, 1e-6, work)
+            li, s = next_layer(x, y, z, tx, ty, tz, kappa, l_kind, l_pos, l_lo, l_hi, exclude, 1e-6)
             if li < 0:
                 break
-            helix_advance(x, y, z, tx, ty, tz, kappa, s, work)
-            x, y, z, tx, ty, tz = work[0], work[1], work[2], work[3], work[4], work[5]
+            turn += abs(kappa * s)
+            if turn > math.pi:  # outgoing half loop only
+                break
+            x, y, z, tx, ty, tz = helix_advance(x, y, z, tx, ty, tz, kappa, s)
             phi = math.atan2(y, x)
             c2 = z if l_kind[li] == 0 else math.sqrt(x * x + y * y)
             b = _grid_bin(phi, c2, li, g_nphi, g_n2, g_lo2, g_hi2, g_off)
@@ -122,11 +124,11 @@ def _transport(vx, vy, vz, px, py, pz, q, bz, normals, ms_on, eloss_on,
                 for k in range(g_start[b], g_start[b + 1]):
                     m = g_items[k]
                     pl = planes[m]
-                    sm = helix_plane_path(x, y, z, tx, ty, tz, kappa, pl[0], pl[1], pl[2],
-                                          pl[9], pl[10], pl[11], w2)
+                    sm = helix_plane_path(x, y, z, tx, ty, tz, kappa, pl[0], pl[1], pl[2], pl[9], pl[10], pl[11])
                     if math.isnan(sm) or abs(sm) > 100.0:
                         continue
-                    helix_advance(x, y, z, tx, ty, tz, kappa, sm, w2)
+                    hx, hy, hz, hdx, hdy, hdz = helix_advance(x, y, z, tx, ty, tz, kappa, sm)
+                    w2[0], w2[1], w2[2], w2[3], w2[4], w2[5] = hx, hy, hz, hdx, hdy, hdz
                     dx, dy, dz = w2[0] - pl[0], w2[1] - pl[1], w2[2] - pl[2]
                     u = dx * pl[3] + dy * pl[4] + dz * pl[5]
                     v = dx * pl[6] + dy * pl[7] + dz * pl[8]
@@ -219,7 +221,7 @@ def generate_particles(config: SimulationConfig, rng: np.random.Generator) -> Pa
                      pz=pt * np.sinh(eta), q=q, nhits=np.zeros(n, np.int32))
 
 
-def simulate_event(detector: Detector, config: SimulationConfig = SimulationConfig(), seed: int = 0,
+def simulate_event(detector: Detector, config: SimulationConfig = SimulationConfig(), seed: int | list = 0,
                    planes: np.ndarray | None = None) -> Event:
     """Generate, transport and digitise one event; returns TrackML tables (hits, cells, truth)."""
     rng = np.random.default_rng(seed)

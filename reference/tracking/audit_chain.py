@@ -1,0 +1,82 @@
+"""The tracking chain as ``hepaudit run`` sees it: six stages registered through the public
+``auditor`` API, exactly as an external project registers its own.
+
+Events are simulated (TrackML-like detector, pile-up ``pileup``); each stage is the function the
+``reconstruct`` command runs, split at the products traccc's chain hands from one algorithm to
+the next: measurements, spacepoints, seeds, track parameters, track candidates, resolved tracks.
+The GPU implementations arrive with the GPU port; until then the placement is CPU-only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from auditor import Chain
+from reference.tracking.ambiguity import resolve_ambiguities
+from reference.tracking.chain import ChainConfig, _Clock, _measurements_from_event
+from reference.tracking.ckf import find_tracks, measurement_grid
+from reference.tracking.estimation import estimate_track_parameters
+from reference.tracking.geometry import build_generic_detector
+from reference.tracking.seeding import find_seeds
+from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
+from reference.tracking.spacepoints import form_spacepoints
+
+CONFIG = ChainConfig()
+
+
+def make_events(parameters):
+    """Simulated events with the detector as a shared product."""
+    detector = build_generic_detector()
+    planes = module_planes(detector)
+    simulation = SimulationConfig(pileup=int(parameters["pileup"]))
+    for index in range(int(parameters["events"])):
+        event = simulate_event(detector, simulation, seed=int(parameters["seed"]) + index, planes=planes)
+        yield {"event": event, "detector": detector}
+
+
+def clusterization(event, detector):
+    """Cells -> clusters -> measurements (from hits when the event has no cells)."""
+    measurements, _ = _measurements_from_event(event, detector, {}, _Clock({}, {}))
+    return measurements
+
+
+def spacepoints(measurements):
+    return form_spacepoints(measurements)
+
+
+def seeding(spacepoints):
+    return find_seeds(spacepoints, CONFIG.seeding)
+
+
+def estimation(seeds, spacepoints, measurements):
+    parameters, valid = estimate_track_parameters(seeds, spacepoints, measurements, CONFIG.estimation)
+    return parameters, valid
+
+
+def ckf(parameters, seed_valid, seeds, spacepoints, measurements):
+    seed_measurements = np.column_stack([spacepoints.measurement[seeds.bottom], spacepoints.measurement[seeds.middle],
+                                         spacepoints.measurement[seeds.top]])[seed_valid]
+    order = np.argsort(-seeds.weight[seed_valid], kind="stable")
+    return find_tracks(parameters, seed_measurements, measurements, CONFIG.ckf, seed_order=order,
+                       grid=measurement_grid(measurements))
+
+
+def ambiguity(candidates, measurements):
+    return resolve_ambiguities(candidates, len(measurements), CONFIG.ambiguity)
+
+
+def build_chain() -> Chain:
+    """The tracking chain for ``hepaudit run`` (entry point ``hepaudit.chains: tracking``)."""
+    chain = Chain("tracking", inputs=make_events, package="reference",
+                  description="charged-particle tracking: clusterization, spacepoints, seeding, "
+                              "parameter estimation, combinatorial Kalman filter, ambiguity resolution",
+                  parameters={"pileup": 200, "events": 3, "seed": 1}, quick={"pileup": 40, "events": 2})
+    chain.add_stage("clusterization", clusterization, inputs=["event", "detector"], outputs=["measurements"])
+    chain.add_stage("spacepoints", spacepoints, inputs=["measurements"], outputs=["spacepoints"])
+    chain.add_stage("seeding", seeding, inputs=["spacepoints"], outputs=["seeds"])
+    chain.add_stage("estimation", estimation, inputs=["seeds", "spacepoints", "measurements"],
+                    outputs=["parameters", "seed_valid"])
+    chain.add_stage("ckf", ckf, inputs=["parameters", "seed_valid", "seeds", "spacepoints", "measurements"],
+                    outputs=["candidates"])
+    chain.add_stage("ambiguity", ambiguity, inputs=["candidates", "measurements"], outputs=["tracks"])
+    return chain

@@ -1,0 +1,203 @@
+"""The whole CPU chain for one event: cells or hits -> measurements -> seeds -> tracks.
+
+``reconstruct_event`` runs clusterization (when cells and a detector are available, otherwise
+hits are used as spacepoints), spacepoint formation, seeding, parameter estimation, the CKF and
+the ambiguity resolution, and times each stage with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reference.tracking.ambiguity import AmbiguityConfig, resolve_ambiguities
+from reference.tracking.ckf import CkfConfig, Tracks, find_tracks, measurement_grid
+from reference.tracking.clusterization import clusterize
+from reference.tracking.errors import TrackingInputError
+from reference.tracking.estimation import EstimationConfig, TrackParameters, estimate_track_parameters
+from reference.tracking.event import Event
+from reference.tracking.geometry import Detector
+from reference.tracking.seeding import Seeds, SeedingConfig, find_seeds
+from reference.tracking.spacepoints import (Measurements, Spacepoints, form_spacepoints, measurements_from_clusters,
+                                            measurements_from_hits)
+
+
+@dataclass(frozen=True)
+class LowPtIteration:
+    """Optional second iteration for low-pT particles on the measurements left unused by the
+    first one: seeding with a lower minimum pT, CKF keeping shorter tracks, then ambiguity
+    resolution over the tracks of both iterations (first-iteration tracks rank first as they
+    are longer)."""
+
+    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=2)
+    ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.05, chi2_max=15.0)
+    ambiguity: AmbiguityConfig = AmbiguityConfig(min_measurements=5)
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Configuration of the whole chain; ``low_pt`` (off by default) adds a second iteration."""
+
+    seeding: SeedingConfig = SeedingConfig()
+    estimation: EstimationConfig = EstimationConfig()
+    ckf: CkfConfig = CkfConfig()
+    ambiguity: AmbiguityConfig = AmbiguityConfig()
+    low_pt: LowPtIteration | None = None
+
+
+class _Clock:
+    """Wall (perf_counter) and CPU (process_time) time of consecutive stages."""
+
+    def __init__(self, wall: dict, cpu: dict):
+        self.wall = wall
+        self.cpu = cpu
+        self.reset()
+
+    def reset(self) -> None:
+        self.t_wall = time.perf_counter()
+        self.t_cpu = time.process_time()
+
+    def stop(self, name: str) -> None:
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - self.t_wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - self.t_cpu
+        self.reset()
+
+
+@dataclass
+class ChainResult:
+    measurements: Measurements
+    spacepoints: Spacepoints
+    seeds: Seeds
+    parameters: TrackParameters
+    seed_valid: np.ndarray
+    tracks_all: Tracks
+    tracks: Tracks
+    timings_s: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    used_cells: bool = False
+    cpu_timings_s: dict = field(default_factory=dict)
+
+
+def _measurements_from_event(event: Event, detector: Detector | None, info: dict, clock: _Clock) -> tuple:
+    """Clusterize cells (if cells and detector) or take hits as measurements."""
+    hits = event.hits
+    if len(hits) == 0:
+        raise TrackingInputError("The event has no hits.")
+    clock.reset()
+    if event.cells is not None and detector is not None and len(event.cells):
+        cells = event.cells
+        n_hits = len(hits)
+        if hits.hit_id[0] == 1 and hits.hit_id[-1] == n_hits and np.all(np.diff(hits.hit_id) == 1):
+            row = np.clip(cells.hit_id - 1, 0, n_hits - 1)  # TrackML's usual 1..N hit ids
+        else:
+            hit_sorter = np.argsort(hits.hit_id)
+            row = hit_sorter[np.clip(np.searchsorted(hits.hit_id[hit_sorter], cells.hit_id), 0, n_hits - 1)]
+        known_hit = hits.hit_id[row] == cells.hit_id
+        hit_module = detector.module_index(hits.volume_id, hits.layer_id, hits.module_id)
+        cell_module = np.where(known_hit, hit_module[row], -1)
+        ok = cell_module >= 0
+        # channel range check (cells outside their module), channel counts per module
+        nv_mod = np.ceil(2 * detector.hv_mm / detector.pitch_v_mm - 1e-6).astype(np.int64)
+        nu_mod = np.ceil(2 * np.maximum(detector.maxhu_mm, detector.minhu_mm) / detector.pitch_u_mm - 1e-6).astype(np.int64)
+        m = np.where(ok, cell_module, 0)
+        inside = (cells.ch0 >= 0) & (cells.ch1 >= 0) & (cells.ch0 < nu_mod[m]) & (cells.ch1 < nv_mod[m])
+        info["cells_skipped_unknown_module"] = int((~ok).sum())
+        info["cells_skipped_out_of_module"] = int((ok & ~inside).sum())
+        ok &= inside
+        if not ok.any():
+            raise TrackingInputError("No cell of the event lies on a module of the detector description.")
+        if ok.all():
+            clusters = clusterize(cell_module, cells.ch0, cells.ch1, cells.value, detector)
+            meas = measurements_from_clusters(clusters, detector, row, len(hits), hits.hit_id)
+        else:
+            sel = np.nonzero(ok)[0]
+            clusters = clusterize(cell_module[sel], cells.ch0[sel], cells.ch1[sel], cells.value[sel], detector)
+            meas = measurements_from_clusters(clusters, detector, row[sel], len(hits), hits.hit_id)
+        clock.stop("clusterization")
+        return meas, True
+    meas, skipped = measurements_from_hits(hits, detector)
+    info["hits_skipped_unknown_module"] = skipped
+    clock.stop("clusterization")
+    if len(meas) == 0:
+        raise TrackingInputError("No hit of the event lies on a module of the detector description.")
+    return meas, False
+
+
+def reconstruct_event(event: Event, detector: Detector | None = None, config: ChainConfig = ChainConfig()) -> ChainResult:
+    """Run the full chain on one event and return every intermediate product and timings.
+
+    ``timings_s`` holds the wall time (perf_counter) of each stage, ``cpu_timings_s`` the CPU
+    time of this process (process_time), which is less sensitive to other load on the machine.
+    The clusterization time includes mapping cells to modules and attaching the module planes
+    to the measurements (or, without cells, building the measurements from hits).
+    """
+    timings: dict = {}
+    cpu: dict = {}
+    clock = _Clock(timings, cpu)
+    info: dict = dict(event.info)
+    meas, used_cells = _measurements_from_event(event, detector, info, clock)
+    clock.reset()
+    sp = form_spacepoints(meas)
+    clock.stop("spacepoints")
+    seeds = find_seeds(sp, config.seeding)
+    clock.stop("seeding")
+    params, valid = estimate_track_parameters(seeds, sp, meas, config.estimation)
+    clock.stop("estimation")
+    grid = measurement_grid(meas)
+    seed_meas = np.column_stack([sp.measurement[seeds.bottom], sp.measurement[seeds.middle],
+                                 sp.measurement[seeds.top]])[valid]
+    order = np.argsort(-seeds.weight[valid], kind="stable")
+    tracks_all = find_tracks(params, seed_meas, meas, config.ckf, seed_order=order, grid=grid)
+    clock.stop("ckf")
+    tracks = resolve_ambiguities(tracks_all, len(meas), config.ambiguity)
+    clock.stop("ambiguity")
+    info.update({"measurements": len(meas), "spacepoints": len(sp), "seeds": len(seeds)})
+    if config.low_pt is not None:
+        tracks_all, tracks = _low_pt_iteration(config, meas, sp, grid, params, tracks_all, tracks, clock, info)
+    timings["total"] = sum(timings.values())
+    cpu["total"] = sum(cpu.values())
+    info.update({"tracks_before_ambiguity": len(tracks_all), "tracks": len(tracks)})
+    return ChainResult(meas, sp, seeds, params, valid, tracks_all, tracks, timings, info, used_cells, cpu)
+
+
+def _concat_tracks(a: Tracks, b: Tracks, seed_offset: int) -> Tracks:
+    offsets = np.concatenate([a.offsets, a.offsets[-1] + b.offsets[1:]])
+    return Tracks(offsets, np.concatenate([a.meas, b.meas]), np.concatenate([a.chi2, b.chi2]),
+                  np.concatenate([a.n_holes, b.n_holes]), np.concatenate([a.params, b.params]),
+                  np.concatenate([a.seed, b.seed + seed_offset]))
+
+
+def _low_pt_iteration(config, meas, sp, grid, params, tracks_all, tracks, clock, info):
+    lp = config.low_pt
+    clock.reset()
+    used = np.zeros(len(meas), bool)
+    used[tracks.meas] = True
+    keep = np.nonzero(~used[sp.measurement])[0]
+    sp2 = Spacepoints(sp.x[keep], sp.y[keep], sp.z[keep], sp.measurement[keep], sp.var_r[keep], sp.var_z[keep])
+    seeds2 = find_seeds(sp2, lp.seeding)
+    clock.stop("seeding_low_pt")
+    est = EstimationConfig(**{**config.estimation.__dict__, "bz_tesla": lp.seeding.bz_tesla})
+    params2, valid2 = estimate_track_parameters(seeds2, sp2, meas, est)
+    seed_meas2 = np.column_stack([sp2.measurement[seeds2.bottom], sp2.measurement[seeds2.middle],
+                                  sp2.measurement[seeds2.top]])[valid2]
+    order2 = np.argsort(-seeds2.weight[valid2], kind="stable")
+    tracks2 = find_tracks(params2, seed_meas2, meas, lp.ckf, seed_order=order2, grid=grid)
+    clock.stop("ckf_low_pt")
+    merged = _concat_tracks(tracks_all, tracks2, len(params))
+    final = resolve_ambiguities(merged, len(meas), lp.ambiguity)
+    clock.stop("ambiguity_low_pt")
+    info.update({"seeds_low_pt": len(seeds2), "tracks_low_pt_before_ambiguity": len(tracks2)})
+    return merged, final
+
+
+def submission(result: ChainResult, hit_id) -> tuple:
+    """TrackML submission columns (hit_id, track_id): track ids start at 1; hits on no track
+    get track_id 0."""
+    meas_track = np.zeros(len(result.measurements), np.int64)
+    t = result.tracks
+    meas_track[t.meas] = np.repeat(np.arange(1, len(t) + 1), t.n_meas)
+    hm = result.measurements.hit_measurement
+    track_id = np.where(hm >= 0, meas_track[np.maximum(hm, 0)], 0)
+    return np.asarray(hit_id), track_id

@@ -1,0 +1,188 @@
+"""Command-line commands of the tracking chain: ``simulate`` and ``reconstruct``.
+
+Registered into the main ``hepaudit`` typer app through the ``hepaudit.commands`` entry
+point (``register``). User errors print one sentence and exit with code 1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from reference.tracking.errors import TrackingInputError
+
+
+def _fail(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code=1)
+
+
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Directory to write the TrackML CSV events into."),
+    pileup: int = typer.Option(200, "--pileup", min=0, help="Number of pile-up vertices per event (mu)."),
+    events: int = typer.Option(10, "--events", min=1, help="Number of events."),
+    seed: int = typer.Option(1, "--seed", help="Random seed (event i uses the pair (seed, i))."),
+    detector: Optional[Path] = typer.Option(None, "--detector", help="TrackML detectors.csv to simulate in "
+                                            "(default: the built-in TrackML-like generic detector)."),
+) -> None:
+    """Generate pile-up events in the TrackML-like detector and write TrackML CSV files."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from reference.tracking.geometry import build_generic_detector
+    from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
+    from reference.tracking.trackml_io import read_detector, write_detector, write_event
+
+    console = Console()
+    try:
+        det = read_detector(detector) if detector is not None else build_generic_detector()
+        out.mkdir(parents=True, exist_ok=True)
+        write_detector(out / "detectors.csv", det)
+        planes = module_planes(det)
+        config = SimulationConfig(pileup=pileup)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("simulating", total=events)
+            for i in range(events):
+                ev = simulate_event(det, config, seed=[seed, i], planes=planes)
+                write_event(out, f"event{i + 1:09d}", ev)
+                progress.advance(task)
+    except TrackingInputError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"Cannot write to {out}: {exc.strerror}.")
+    console.print(f"wrote {events} event(s) with pile-up {pileup} and detectors.csv to {out}")
+
+
+def _table(summary: dict, per_event: list):
+    from rich.table import Table
+
+    t = Table(title="Tracking physics performance (truth-matched)")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    t.add_row("events", str(summary.get("events", 0)))
+    t.add_row("seeding efficiency (pT>1 GeV, |eta|<2.5, >=3 pixel hits)", pct(summary.get("seeding_efficiency")))
+    t.add_row("track efficiency (pT>1 GeV, |eta|<2.5, >=7 hits)", pct(summary["after_ambiguity"]["efficiency"]))
+    for name in ("before_ambiguity", "after_ambiguity"):
+        s = summary[name]
+        label = name.replace("_", " ")
+        t.add_row(f"tracks {label}", str(s["tracks"]))
+        t.add_row(f"fake rate {label}", pct(s["fake_rate"]))
+        t.add_row(f"duplicate rate {label}", pct(s["duplicate_rate"]))
+    score = summary.get("trackml_score")
+    t.add_row("TrackML score", "n/a" if score is None else f"{score:.4f}")
+    res = summary.get("seed_parameter_resolution", {})
+    if res.get("sigma_pt_rel") is not None:
+        t.add_row("seed resolution phi / theta (68% half width)",
+                  f"{res['sigma_phi_rad'] * 1e3:.2f} / {res['sigma_theta_rad'] * 1e3:.2f} mrad")
+        t.add_row("seed resolution pT (relative)", f"{100 * res['sigma_pt_rel']:.1f} %")
+    return t
+
+
+def _binned_table(summary: dict):
+    from rich.table import Table
+
+    t = Table(title="Efficiency in bins (primary particles, |eta| < 2.5; pT > 1 GeV for the eta bins)")
+    t.add_column("bin")
+    t.add_column("seeding", justify="right")
+    t.add_column("tracking", justify="right")
+    for var, unit in (("pt", " GeV"), ("eta", "")):
+        seed_rows = summary.get(f"seeding_efficiency_vs_{var}", [])
+        track_rows = summary.get(f"track_efficiency_vs_{var}", [])
+        for a, b in zip(seed_rows, track_rows):
+            def cell(r):
+                return "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.1f} % ({r['n']})"
+            t.add_row(f"{var} {a['lo']:g}..{a['hi']:g}{unit}", cell(a), cell(b))
+    return t
+
+
+def reconstruct(
+    directory: Path = typer.Argument(..., help="Directory with TrackML events (eventNNN-hits.csv ...)."),
+    out: Path = typer.Option(..., "--out", help="Directory for submissions and performance JSON."),
+    detector: Optional[Path] = typer.Option(None, "--detector", help="TrackML detectors.csv (default: "
+                                            "DIR/detectors.csv when present; otherwise layers come from the hits)."),
+    device: str = typer.Option("cpu", "--device", help="Device to run on (cpu)."),
+    max_events: Optional[int] = typer.Option(None, "--events", min=1, help="Reconstruct at most this many events."),
+    plots: bool = typer.Option(False, "--plots", help="Also write efficiency plots (png) per event."),
+    low_pt: bool = typer.Option(False, "--low-pt", help="Add a second, low-pT (150 MeV) iteration on the "
+                                "measurements left unused (better TrackML score, about twice the time)."),
+) -> None:
+    """Reconstruct every TrackML event of DIR; write submissions and physics performance."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from reference.tracking.chain import ChainConfig, LowPtIteration, reconstruct_event, submission
+    from reference.tracking.performance import combine, evaluate, plot_performance
+    from reference.tracking.trackml_io import list_events, read_detector, read_event, write_submission
+
+    if device != "cpu":
+        _fail(f"Device '{device}' is not available for the tracking chain yet; use --device cpu.")
+    console = Console()
+    try:
+        prefixes = list_events(directory)
+        if not prefixes:
+            _fail(f"No TrackML event (eventNNN-hits.csv) found in {directory}.")
+        if max_events is not None:
+            prefixes = prefixes[:max_events]
+        if detector is None and (directory / "detectors.csv").is_file():
+            detector = directory / "detectors.csv"
+        det = read_detector(detector) if detector is not None else None
+        out.mkdir(parents=True, exist_ok=True)
+    except TrackingInputError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"Cannot use {out}: {exc.strerror}.")
+    config = ChainConfig(low_pt=LowPtIteration() if low_pt else None)
+    per_event, skipped, notes = [], [], []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("reconstructing", total=len(prefixes))
+        for prefix in prefixes:
+            try:
+                ev = read_event(directory, prefix)
+                if ev.cells is not None and det is None:
+                    notes.append(f"{prefix}: cells ignored (no detector description); hits used as spacepoints")
+                res = reconstruct_event(ev, det, config)
+                hit_id, track_id = submission(res, ev.hits.hit_id)
+                write_submission(out / f"{prefix}-submission.csv", hit_id, track_id)
+                for key in ("hits_dropped_nonfinite", "cells_skipped_unknown_module", "cells_skipped_out_of_module",
+                            "hits_skipped_unknown_module"):
+                    if res.info.get(key):
+                        notes.append(f"{prefix}: {res.info[key]} {key.replace('_', ' ')}")
+                record = {"event": prefix, "timings_s": res.timings_s, "info": res.info}
+                if ev.truth is not None and ev.particles is not None:
+                    perf = evaluate(ev, res, sub_track_id=track_id)
+                    record["performance"] = perf
+                    per_event.append(perf)
+                    if plots:
+                        plot_performance(perf, out / f"{prefix}-efficiency.png")
+                (out / f"{prefix}-performance.json").write_text(json.dumps(record, indent=1))
+            except TrackingInputError as exc:
+                skipped.append(f"{prefix}: {exc}")
+            progress.advance(task)
+    for n in notes:
+        console.print(f"[yellow]note:[/] {n}", highlight=False)
+    for s in skipped:
+        console.print(f"[red]skipped[/] {s}", highlight=False)
+    done = len(prefixes) - len(skipped)
+    console.print(f"reconstructed {done} of {len(prefixes)} event(s); {len(skipped)} skipped; output in {out}")
+    if per_event:
+        summary = combine(per_event)
+        (out / "performance.json").write_text(json.dumps({"summary": summary, "skipped": skipped}, indent=1))
+        console.print(_table(summary, per_event))
+        console.print(_binned_table(summary))
+    if done == 0:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``simulate`` and ``reconstruct`` commands to a typer app."""
+    app.command("simulate")(simulate)
+    app.command("reconstruct")(reconstruct)
