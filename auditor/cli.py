@@ -270,7 +270,7 @@ def profile(
     try:
         if repeats < 1:
             raise UserError("--repeats must be at least 1.")
-        status = None if quiet else _status(err)
+        status = None if quiet else _status(err, repeats + (2 if energy else 1))
         meter = _energy_meter("precise" if precise else "normal") if energy else None
         try:
             report = profile_command(list(command), name or Path(command[0]).name if command else "command", repeats,

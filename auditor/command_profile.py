@@ -137,7 +137,10 @@ def profile_command(command: list[str], name: str, repeats: int, energy_meter: E
     }
     if energy_meter is not None:
         say(f"{name}: energy windows")
-        device["energy"] = energy_meter(lambda: _Run(command)(), "cpu", "numpy", precise)
+        # A command may use the GPU too: measure its counters (NVML) along with the host's (RAPL).
+        from auditor.devices import gpu_status
+
+        device["energy"] = energy_meter(lambda: _Run(command)(), "gpu" if gpu_status()[0] else "cpu", "numpy", precise)
     return _report(command, name, device, runs, source)
 
 

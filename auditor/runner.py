@@ -59,7 +59,7 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
                              min_agreement=min_agreement)
     meter = _energy_meter(mode) if energy else None
     placement = _placement(min_agreement)
-    progress = None if quiet else _status(err)
+    progress = None if quiet else _status(err, planned_steps(chains, options))
     try:
         report = run_chains(chains, options, meter, progress.update if progress else None, placement)
     finally:
@@ -79,20 +79,39 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
 
 
 class _status:
-    """A one-line spinner showing what is being measured (only on a terminal)."""
+    """A progress bar over the measurement steps, labelled with the current one (terminal only)."""
 
-    def __init__(self, console: Console):
-        self.live = console.status("starting") if console.is_terminal else None
-        if self.live:
-            self.live.start()
+    def __init__(self, console: Console, total: int | None = None):
+        self.progress = None
+        self.steps = 0
+        if console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
+            self.task = self.progress.add_task("starting", total=total)
+            self.progress.start()
 
     def update(self, message: str) -> None:
-        if self.live:
-            self.live.update(message)
+        if self.progress is not None:
+            self.progress.update(self.task, description=message, completed=self.steps)
+            self.steps += 1
 
     def stop(self) -> None:
-        if self.live:
-            self.live.stop()
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def planned_steps(chains: Sequence[Any], options: ProfileOptions) -> int:
+    """How many progress messages a run will print: events, reference pass, stage x device, copies."""
+    usable = gpu_status()[0]
+    steps = 0
+    for chain in chains:
+        devices = [d for d in options.devices if d == "cpu" or usable]
+        stages = chain.select(list(options.stages)) if options.stages else list(chain.stages.values())
+        steps += 2 + sum(1 for s in stages for d in devices if d in s.implementations)
+        steps += 1 if "gpu" in devices else 0
+    return steps
 
 
 def _energy_meter(mode: str = "normal"):

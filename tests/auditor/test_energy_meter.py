@@ -52,7 +52,7 @@ def test_counter_path_recovers_net_energy_per_event(short_windows) -> None:
     assert net["value"] == pytest.approx(0.05, rel=0.2)
     assert result["gross_per_event"]["value"] > net["value"]  # idle power during the call counts in gross
     assert result["carbon_g_per_event"]["unit"] == "gCO2e"
-    assert any("quick mode" in note for note in result["notes"])
+    assert any("below the 2 s × 5 windows standard" in note for note in result["notes"])
 
 
 def test_without_counters_codecarbon_estimates_and_says_so(short_windows) -> None:
