@@ -10,7 +10,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from auditor.render.units import energy_text, seconds_text, size_text
+from auditor.render import run_tables
+from auditor.render.units import seconds_text, size_text
 
 _RANK_STYLE = {1: "bold red", 2: "dark_orange", 3: "yellow"}
 
@@ -31,39 +32,23 @@ def _environment(report: dict[str, Any]) -> Panel:
 
 
 def _time_cell(device: dict[str, Any] | None) -> Text:
-    if device is None:
-        return Text("–", style="dim")
-    status = device.get("status")
-    if status == "measured":
-        return Text(seconds_text(device["time"]))
-    if status == "failed":
-        return Text("failed", style="bold red")
-    return Text(status or "–", style="dim")
+    text = run_tables.time_text(device)
+    status = (device or {}).get("status")
+    return Text(text, style="" if status == "measured" else "bold red" if status == "failed" else "dim")
 
 
 def _energy_cell(device: dict[str, Any] | None) -> Text:
-    energy = (device or {}).get("energy")
-    if not energy:
-        return Text("–", style="dim")
-    value = energy.get("net_per_event") or energy.get("gross_per_event")
-    if value is None:
-        return Text(energy.get("status", "not measured"), style="dim")
-    return Text(energy_text(value), style="italic" if value.get("estimated") else "")
+    energy = (device or {}).get("energy") or {}
+    value = energy.get("net_per_event") or energy.get("gross_per_event") or {}
+    return Text(run_tables.energy_cell_text(device), style="italic" if value.get("estimated") else "")
 
 
 def _agreement_cell(device: dict[str, Any] | None) -> str:
-    agreement = (device or {}).get("agreement")
-    if not agreement or agreement.get("headline") is None:
-        return "–"
-    return f"{agreement['rates'][agreement['headline']] * 100:.2f} % @ {agreement['headline']}"
+    return run_tables.agreement_text(device)
 
 
 def _quality_cell(device: dict[str, Any] | None) -> str:
-    quality = (device or {}).get("quality") or {}
-    if quality.get("status") != "analysed":
-        return "–"
-    mi = f", MI {quality['mi']:.0f}" if quality.get("mi") is not None else ""
-    return f"{quality['max_ccn']} {quality['grade']}{mi}"
+    return run_tables.quality_text(device)
 
 
 def _stage_table(chain: dict[str, Any]) -> Table:

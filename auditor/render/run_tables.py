@@ -7,7 +7,7 @@ from typing import Any
 from auditor.render.units import energy_text, seconds_text, size_text
 
 
-def _time(device: dict[str, Any] | None) -> str:
+def time_text(device: dict[str, Any] | None) -> str:
     if not device:
         return "–"
     if device.get("status") == "measured":
@@ -15,7 +15,7 @@ def _time(device: dict[str, Any] | None) -> str:
     return device.get("status", "–")
 
 
-def _energy(device: dict[str, Any] | None) -> str:
+def energy_cell_text(device: dict[str, Any] | None) -> str:
     energy = (device or {}).get("energy")
     if not energy:
         return "–"
@@ -23,14 +23,14 @@ def _energy(device: dict[str, Any] | None) -> str:
     return energy_text(value) if value else energy.get("status", "–")
 
 
-def _agreement(device: dict[str, Any] | None) -> str:
+def agreement_text(device: dict[str, Any] | None) -> str:
     agreement = (device or {}).get("agreement")
     if not agreement or agreement.get("headline") is None:
         return "–"
     return f"{agreement['rates'][agreement['headline']] * 100:.2f} % at {agreement['headline']}"
 
 
-def _quality(device: dict[str, Any] | None) -> str:
+def quality_text(device: dict[str, Any] | None) -> str:
     quality = (device or {}).get("quality") or {}
     if quality.get("status") != "analysed":
         return "–"
@@ -49,8 +49,8 @@ def stage_rows(chain: dict[str, Any]) -> list[list[str]]:
         speed = stage.get("speedup")
         speed_text = "–" if speed is None else f"{speed['value']:.2f}×" + (
             "" if speed["distinguishable_from_1"] else " (not distinguishable from 1)")
-        rows.append([stage["name"], stage.get("status", "measured"), _time(cpu), _time(gpu), speed_text,
-                     _energy(cpu), _energy(gpu), _agreement(gpu), _quality(cpu), _quality(gpu)])
+        rows.append([stage["name"], stage.get("status", "measured"), time_text(cpu), time_text(gpu), speed_text,
+                     energy_cell_text(cpu), energy_cell_text(gpu), agreement_text(gpu), quality_text(cpu), quality_text(gpu)])
     return rows
 
 
