@@ -209,6 +209,7 @@ def run(
     precise: Annotated[bool, typer.Option("--precise", help="Same as --mode precise: longer timing and 10 s energy windows.")] = False,
     energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy per stage (adds the energy windows to the run time).")] = True,
     min_agreement: Annotated[float, typer.Option(help="Exclude a device implementation from the placement below this matching rate.")] = 0.99,
+    country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 code of the electricity grid for carbon (codecarbon's offline data).")] = "FRA",
     out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -233,7 +234,7 @@ def run(
         if not 0 <= min_agreement <= 1:
             raise UserError("--min-agreement is a rate between 0 and 1.")
         code = execute_run(list(chain or []), tuple(stage or ()), parameters, wanted, mode, energy, min_agreement,
-                           out, quiet, err)
+                           out, quiet, err, country)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     raise typer.Exit(code)
@@ -260,6 +261,7 @@ def profile(
     source: Annotated[Optional[Path], typer.Option(help="Also audit this code and attach its quality to the stage.")] = None,
     energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy over extra windows of runs.")] = True,
     precise: Annotated[bool, typer.Option("--precise", help="Longer energy windows (10 s).")] = False,
+    country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 code of the electricity grid for carbon.")] = "FRA",
     out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -271,7 +273,7 @@ def profile(
         if repeats < 1:
             raise UserError("--repeats must be at least 1.")
         status = None if quiet else _status(err, repeats + (2 if energy else 1))
-        meter = _energy_meter("precise" if precise else "normal") if energy else None
+        meter = _energy_meter("precise" if precise else "normal", country) if energy else None
         try:
             report = profile_command(list(command), name or Path(command[0]).name if command else "command", repeats,
                                      meter, source, precise, status.update if status else None)

@@ -35,6 +35,7 @@ class EnergyMeter:
         self.mode = mode
         self.discovery = available_counters()
         self.config = TrackerConfig(**({"country_iso_code": country} if country else {}))
+        self.intensity = grid_intensity(self.config.country_iso_code)  # an unknown grid fails here, once
         self._tracker: CodecarbonTracker | None = None
         self.problems: list[str] = list(self.discovery.unavailable)
         self.calls = 0
@@ -120,8 +121,7 @@ class EnergyMeter:
     def _carbon(self, energy: Measurement | None) -> dict[str, Any] | None:
         if energy is None:
             return None
-        intensity = grid_intensity(self.config.country_iso_code)
-        return intensity.carbon(energy).to_json()
+        return self.intensity.carbon(energy).to_json()
 
     def _codecarbon_summary(self, prefix: str, calls: int) -> dict[str, Any] | None:
         tracker = self._tracker

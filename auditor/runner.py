@@ -44,7 +44,7 @@ def save_report(report: dict[str, Any], folder: Path) -> list[Path]:
 
 def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dict[str, Any],
                 devices: tuple[str, ...], mode: str, energy: bool, min_agreement: float,
-                out: Path | None, quiet: bool, err: Console) -> int:
+                out: Path | None, quiet: bool, err: Console, country: str = "FRA") -> int:
     """Run, save, render; return the exit code (0, or 130 when interrupted)."""
     from auditor.run import run_chains
 
@@ -57,7 +57,7 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
         raise UserError(f"The GPU was requested but cannot be used: {reason}.")
     options = ProfileOptions(devices=devices, stages=stages, parameters=parameters, mode=mode,
                              min_agreement=min_agreement)
-    meter = _energy_meter(mode) if energy else None
+    meter = _energy_meter(mode, country) if energy else None
     placement = _placement(min_agreement)
     progress = None if quiet else _status(err, planned_steps(chains, options))
     try:
@@ -114,11 +114,14 @@ def planned_steps(chains: Sequence[Any], options: ProfileOptions) -> int:
     return steps
 
 
-def _energy_meter(mode: str = "normal"):
-    """The energy measurement hook (hardware counters where readable, codecarbon's estimate else)."""
-    from auditor.energy_meter import make_meter
+def _energy_meter(mode: str = "normal", country: str = "FRA"):
+    """The energy measurement hook (hardware counters where readable, codecarbon's estimate else).
 
-    return make_meter(mode)
+    ``country``: the grid whose carbon intensity converts energy to gCO2e; FRA by default because
+    CERN's sites draw from the French grid."""
+    from auditor.energy_meter import EnergyMeter
+
+    return EnergyMeter(mode, country)
 
 
 def _placement(min_agreement: float):

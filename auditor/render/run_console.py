@@ -132,6 +132,9 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     parts: list[Any] = [_environment(report)]
     for chain in report["chains"]:
         parts.append(_stage_table(chain))
+        carbon = run_tables.carbon_line(chain)
+        if carbon:
+            parts.append(Text(carbon, style="dim"))
         transfers = _transfers(chain)
         if transfers is not None:
             parts.append(transfers)

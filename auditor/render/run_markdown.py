@@ -23,6 +23,9 @@ def render(report: dict[str, Any]) -> str:
                   f"{chain['description']}. {chain['events']} events, parameters {chain['parameters']}; "
                   f"GPU: {chain['devices']['gpu']}.", ""]
         lines += _table(run_tables.STAGE_HEADER, run_tables.stage_rows(chain))
+        carbon = run_tables.carbon_line(chain)
+        if carbon:
+            lines += [carbon, ""]
         if chain.get("transfers"):
             lines += ["#### Transfers", ""] + _table(run_tables.TRANSFER_HEADER, run_tables.transfer_rows(chain))
         if chain["ranking"]["act_first"]:

@@ -91,3 +91,23 @@ def environment_lines(report: dict[str, Any]) -> list[str]:
     return [f"CPU: {env['cpu']['model']} ({env['cpu']['cores']} cores)", f"GPU: {gpu_text}",
             f"Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in env["libraries"].items()),
             f"Mode {report['options']['mode']}; created {report['created']}"]
+
+
+def carbon_line(chain: dict[str, Any]) -> str | None:
+    """Carbon per event of the chain on its reference devices, with the grid it assumes."""
+    total = 0.0
+    estimated = False
+    note = None
+    for stage in chain["stages"]:
+        device = stage["devices"].get(stage.get("reference_device", "cpu")) or {}
+        carbon = (device.get("energy") or {}).get("carbon_g_per_event")
+        if not carbon:
+            return None
+        total += carbon["value"]
+        estimated = estimated or bool(carbon.get("estimated"))
+        note = carbon.get("note")
+    if note is None:
+        return None
+    grid = note.split(" x ", 1)[-1] if " x " in note else note
+    return (f"Carbon: {'~' if estimated else ''}{total:.3g} gCO2e per event on the reference devices "
+            f"({'estimated energy' if estimated else 'measured energy'} x {grid})")

@@ -182,7 +182,31 @@ def reconstruct(
         raise typer.Exit(code=1)
 
 
+SIMULATE_EPILOG = """
+Examples:
+
+  hepaudit simulate --pileup 200 --events 10 --seed 1 --out events/
+
+  hepaudit simulate --pileup 20 --events 2 --out small/ --detector detectors.csv
+
+Writes TrackML CSV files per event (event000000000-hits.csv, -cells.csv, -particles.csv,
+-truth.csv) and detectors.csv into --out.
+"""
+
+RECONSTRUCT_EPILOG = """
+Examples:
+
+  hepaudit reconstruct events/ --out tracks/
+
+  hepaudit reconstruct trackml/train_sample/ --detector detectors.csv --events 5 --plots --out tracks/
+
+Reads every TrackML event in the folder (cells when present, else hits), writes per event a
+submission file (hit_id,track_id) and, when truth is present, a performance JSON, and prints the
+physics table.
+"""
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``simulate`` and ``reconstruct`` commands to a typer app."""
-    app.command("simulate")(simulate)
-    app.command("reconstruct")(reconstruct)
+    app.command("simulate", epilog=SIMULATE_EPILOG)(simulate)
+    app.command("reconstruct", epilog=RECONSTRUCT_EPILOG)(reconstruct)

@@ -92,3 +92,11 @@ def test_run_reports_estimated_energy_and_never_ranks_it_as_measured(short_windo
     energy_result = chain["placement"]["results"]["energy"]
     assert energy_result["estimated"] is True
     assert report["energy"]["unavailable"] == ["no RAPL: test"]
+
+
+def test_unknown_grid_is_a_user_error() -> None:
+    from auditor.errors import UserError
+
+    with pytest.raises(UserError, match="XYZ"):
+        EnergyMeter("quick", "XYZ")
+    assert EnergyMeter("quick", "CHE").intensity.country_iso_code == "CHE"
