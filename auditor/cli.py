@@ -318,6 +318,124 @@ def report(
         fail(f"{file} does not match the report schema (missing or wrong field {exc}).")
 
 
+CHECK_EPILOG = """
+Examples:
+
+  hepaudit check . --baseline hepaudit-baseline.json --update-baseline    create or accept a baseline
+
+  hepaudit check . --baseline hepaudit-baseline.json --sarif check.sarif --junit check.xml
+
+  hepaudit check src --baseline main-audit.json     a saved `hepaudit audit --json` report as baseline
+
+A function fails when it is above a threshold and is new, or got worse than in the baseline;
+functions already above a threshold that did not get worse pass. Functions are followed across
+moves and renames (same path and name, then the same body, then a unique name). Thresholds come
+from [tool.hepaudit.thresholds]. Run it with the same PATH as the baseline and from the same folder
+(paths are kept relative to it). --update-baseline writes the current functions as the new baseline
+and accepts whatever it lists. Exit codes: 0 pass, 1 regression found, 2 bad input.
+"""
+
+
+@app.command(epilog=CHECK_EPILOG)
+def check(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to audit.", show_default=False)],
+    baseline: Annotated[Path, typer.Option("--baseline", "-b", help="Baseline file (written by --update-baseline) or a saved `hepaudit audit --json` report.", show_default=False)],
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write the current functions to --baseline and exit 0 (accepts the regressions listed).")] = False,
+    sarif: Annotated[Optional[Path], typer.Option("--sarif", help="Write SARIF 2.1.0 (violations, then pre-existing debt as notes; at most 5,000 results).")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one test case per gated metric.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the current audit report as JSON.")] = None,
+    pylint: Annotated[PylintMode, typer.Option(help="pylint profile for the --json report; the gate does not use it.")] = PylintMode.off,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Analyse every file again and leave the cache untouched.")] = False,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (pyproject.toml or hepaudit.toml) instead of the nearest one.")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out files matching this gitignore-style pattern (repeatable).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the offenders and the verdict.")] = False,
+) -> None:
+    """Ratchet code quality against a baseline: fail on new or worse functions above a threshold."""
+    import json
+    import time
+
+    from auditor import gate
+    from auditor.config import load_config, validate
+    from auditor.render import json_report, junit as junit_renderer, sarif as sarif_renderer
+    from auditor.static.cache import default_cache_dir
+    from auditor.static.discovery import audit_root
+    from auditor.static.engine import run_audit
+
+    started = time.perf_counter()
+    out = Console()
+    try:
+        for path in paths:
+            if not path.exists() and not path.is_symlink():
+                raise UserError(f"Path '{path}' does not exist.")
+        if update_baseline and not baseline.exists():
+            old_functions, old_limits = [], None
+        else:
+            old_functions, old_limits = gate.load_baseline(baseline)
+        settings = load_config(audit_root(paths), config)
+        changes: dict[str, object] = {"pylint": pylint.value}
+        if jobs is not None:
+            changes["jobs"] = jobs
+        if exclude:
+            changes["exclude"] = settings.exclude + tuple(exclude)
+        settings = validate(dataclasses.replace(settings, **changes))
+        cache = None if no_cache else (cache_dir or default_cache_dir())
+        report = run_audit(paths, settings, cache, progress=_progress_factory(not quiet))
+        if not report["files"]:
+            raise UserError(f"Nothing could be analysed under {', '.join(map(str, paths))}: no readable Python, C, C++, CUDA, HIP or SYCL files.")
+        if json_out is not None:
+            json_report.write_text(json_out, json_report.dumps(report), "JSON report")
+        limits = settings.thresholds
+        current = gate.functions_of_audit(report)
+        result = gate.compare(old_functions, current, limits, old_limits)
+        if sarif is not None:
+            json_report.write_text(sarif, json.dumps(sarif_renderer.render(result), indent=1, ensure_ascii=False) + "\n",
+                                   "SARIF report")
+        if junit is not None:
+            json_report.write_text(junit, junit_renderer.render(result, time.perf_counter() - started), "JUnit report")
+        _print_check(out, result, baseline, report, quiet, update_baseline)
+        if update_baseline:
+            json_report.write_text(baseline, gate.baseline_document(report, limits), "baseline")
+            out.print(f"Baseline written: {baseline} ({len(current)} functions).", highlight=False)
+            return
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _print_check(out: Console, result, baseline: Path, report: dict, quiet: bool, accepting: bool) -> None:
+    """Offenders one per line (greppable in CI logs), then the verdict."""
+    from rich.markup import escape
+
+    for finding in result.violations:
+        where = f"{finding.function.path}:{finding.function.start_line or 0}"
+        change = f"{finding.new} (new function)" if finding.old is None else f"{finding.old} -> {finding.new}"
+        moved = f" (formerly {escape(finding.was)})" if finding.was else ""
+        out.print(f"[red]{finding.rule.id}[/] {escape(where)} [bold]{escape(finding.function.qualified_name)}[/]{moved}: "
+                  f"{finding.rule.title} {change}, threshold {finding.limit}", highlight=False, soft_wrap=True)
+    if not quiet:
+        if result.moved:
+            out.print(f"Followed {len(result.moved)} moved or renamed function(s), e.g. "
+                      f"{escape(result.moved[0][0])} -> {escape(result.moved[0][1])}.", highlight=False, soft_wrap=True)
+        if result.threshold_changes:
+            out.print(f"Thresholds differ from the baseline's: {', '.join(result.threshold_changes)}.", highlight=False)
+        if report["not_analysed"]:
+            out.print(f"[yellow]{len(report['not_analysed'])} file(s) could not be analysed[/] (their functions are not "
+                      f"gated): {escape(', '.join(s['path'] for s in report['not_analysed'][:5]))}", highlight=False,
+                      soft_wrap=True)
+    offenders = len({(f.function.path, f.function.qualified_name, f.function.start_line) for f in result.violations})
+    counts = (f"{result.compared} functions, {result.matched} found in {baseline}, "
+              f"{len(result.debt)} pre-existing finding(s) not worse")
+    if result.passed:
+        out.print(f"[green]hepaudit check passed[/]: {escape(counts)}.", highlight=False, soft_wrap=True)
+    else:
+        verdict = "accepted as debt in the new baseline" if accepting else "[red]hepaudit check failed[/]"
+        out.print(f"{verdict}: {len(result.violations)} regression(s) in {offenders} function(s); {escape(counts)}.",
+                  highlight=False, soft_wrap=True)
+
+
 def _load_plugins() -> None:
     """Commands contributed by other packages through the ``hepaudit.commands`` entry points."""
     for point in entry_points(group="hepaudit.commands"):

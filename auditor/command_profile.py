@@ -140,7 +140,11 @@ def profile_command(command: list[str], name: str, repeats: int, energy_meter: E
         # A command may use the GPU too: measure its counters (NVML) along with the host's (RAPL).
         from auditor.devices import gpu_status
 
-        device["energy"] = energy_meter(lambda: _Run(command)(), "gpu" if gpu_status()[0] else "cpu", "numpy", precise)
+        def run_once() -> None:
+            if _Run(command)().returncode != 0:
+                raise UserError(f"the command failed during the energy windows: {shlex.join(command)}")
+
+        device["energy"] = energy_meter(run_once, "gpu" if gpu_status()[0] else "cpu", "numpy", precise)
     return _report(command, name, device, runs, source)
 
 

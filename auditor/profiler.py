@@ -152,23 +152,34 @@ def _agreement(stage: Stage, device: str, inputs: list[dict[str, Any]], referenc
             "details": [dict(a.details) for a in per_event][:5]}
 
 
-def measure_transfers(chain: Chain, reference: dict[str, Any], backend: str, repeats: int) -> list[dict[str, Any]]:
-    """Host->device (pageable and pinned) and device->host time of each product of one event."""
+def measure_transfers(chain: Chain, reference: dict[str, Any], backend: str,
+                      repeats: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Host->device (pageable and pinned) and device->host time of each product of one event;
+    products that cannot be moved are listed with the reason instead."""
     results = []
+    problems: list[str] = []
     for producer, consumer, product in chain.edges():
         value = reference.get(product)
         if value is None:
             continue
-        size = products.nbytes(value)
-        entry: dict[str, Any] = {"product": product, "producer": producer, "consumer": consumer, "bytes": size}
-        entry["h2d_pageable"] = _time_transfer(lambda: products.to_device(value, backend), backend, repeats, size)
-        pinned = products.pin(value, backend)
-        entry["h2d_pinned"] = _time_transfer(lambda: products.to_device(pinned, backend), backend, repeats, size)
-        on_device = products.to_device(value, backend)
-        synchronize(backend)
-        entry["d2h"] = _time_transfer(lambda: products.to_host(on_device), backend, repeats, size)
-        results.append(entry)
-    return results
+        try:
+            results.append(_measure_product(value, product, producer, consumer, backend, repeats))
+        except Exception as exc:  # noqa: BLE001 - a product the device library cannot take is reported
+            problems.append(f"{product}: cannot be copied to the GPU ({type(exc).__name__}: {exc})")
+    return results, problems
+
+
+def _measure_product(value: Any, product: str, producer: str | None, consumer: str | None, backend: str,
+                     repeats: int) -> dict[str, Any]:
+    size = products.nbytes(value)
+    entry: dict[str, Any] = {"product": product, "producer": producer, "consumer": consumer, "bytes": size}
+    entry["h2d_pageable"] = _time_transfer(lambda: products.to_device(value, backend), backend, repeats, size)
+    pinned = products.pin(value, backend)
+    entry["h2d_pinned"] = _time_transfer(lambda: products.to_device(pinned, backend), backend, repeats, size)
+    on_device = products.to_device(value, backend)
+    synchronize(backend)
+    entry["d2h"] = _time_transfer(lambda: products.to_host(on_device), backend, repeats, size)
+    return entry
 
 
 def _time_transfer(move: Callable[[], Any], backend: str, repeats: int, size: int) -> dict[str, Any]:
@@ -250,11 +261,11 @@ def profile_chain(chain: Chain, options: ProfileOptions, energy_meter: EnergyMet
                 else:
                     say(f"{chain.name}: {stage.name} on {device}")
                     entry["devices"][device] = profile_stage(stage, device, reference, reference, options, energy_meter)
-        if "gpu" in devices:
-            backends = {i.backend for s in chain.stages.values() for d, i in s.implementations.items() if d == "gpu"}
+        backends = {i.backend for s in chain.stages.values() for d, i in s.implementations.items() if d == "gpu"}
+        if "gpu" in devices and backends:  # copies matter only where some stage can run on the GPU
             say(f"{chain.name}: transfers")
-            result["transfers"] = measure_transfers(chain, reference[0], sorted(backends)[0] if backends else "cupy",
-                                                    options.transfer_repeats)
+            result["transfers"], result["transfer_problems"] = measure_transfers(
+                chain, reference[0], sorted(backends)[0], options.transfer_repeats)
     except KeyboardInterrupt:
         result["interrupted"] = True
     result["product_bytes"] = {name: products.nbytes(value) for name, value in reference[0].items()}

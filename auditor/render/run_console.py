@@ -138,6 +138,8 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
         transfers = _transfers(chain)
         if transfers is not None:
             parts.append(transfers)
+        for problem in chain.get("transfer_problems", []):
+            parts.append(Text(f"Not copied: {problem}", style="yellow"))
         if chain["ranking"]["act_first"]:
             parts.append(_act_first(chain))
         placement = chain.get("placement")

@@ -8,7 +8,7 @@ from auditor.static.languages import is_python
 from auditor.static.python_metrics import AnalysisSkip
 
 #: Bump when a metric's definition or the result layout changes: it invalidates the cache.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2  # 2: body_hash per function
 
 
 def analyze_bytes(language: str, name: str, data: bytes) -> dict[str, Any]:

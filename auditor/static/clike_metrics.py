@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from typing import Any
 
 from radon.complexity import cc_rank
 
-from auditor.static.python_metrics import AnalysisSkip
+from auditor.static.python_metrics import AnalysisSkip, body_hash
 
 _ANALYZER = None
 
@@ -36,6 +37,12 @@ def decode_clike(data: bytes) -> tuple[str, list[str]]:
         return text, []
     except UnicodeDecodeError as exc:
         return data.decode("latin-1"), [f"not valid UTF-8 (byte {exc.start}); read as Latin-1"]
+
+
+def _declared_name(qualified: str) -> str:
+    """Pattern of the name as declared, with any ``Class::`` or ``ns::`` qualifiers written there."""
+    short = qualified.rsplit("::", 1)[-1]
+    return rf"(?:\b\w+\s*::\s*)*(?<![\w~]){re.escape(short)}(?=\s*\()"
 
 
 def analyze_clike(data: bytes, name: str) -> dict[str, Any]:
@@ -66,6 +73,7 @@ def analyze_clike(data: bytes, name: str) -> dict[str, Any]:
         "params": f.parameter_count,
         "nesting": f.max_nesting_depth,
         "tokens": f.token_count,
+        "body_hash": body_hash(lines, f.start_line, f.end_line, _declared_name(f.name)),
     } for f in info.function_list]
     return {
         "loc": len(lines), "sloc": info.nloc, "blank": blank,

@@ -11,8 +11,10 @@ counts multi-line strings as comments by default).
 from __future__ import annotations
 
 import ast
+import hashlib
 import io
 import platform
+import re
 import tokenize
 from typing import Any
 
@@ -112,6 +114,19 @@ def _nloc(lines: list[str], start: int, end: int) -> int:
     return count
 
 
+def body_hash(lines: list[str], start: int, end: int, name_pattern: str) -> str:
+    """Identity of a function's code that survives moves, renames and re-indentation.
+
+    SHA-256 (first 16 hex digits) of lines ``start..end`` with runs of whitespace collapsed and
+    blank lines dropped; the first match of ``name_pattern`` (the function's own name as
+    declared) is blanked, so renaming a function, or moving it to another class or file, keeps
+    its hash while any change to its parameters or body changes it.
+    """
+    text = "\n".join(" ".join(line.split()) for line in lines[start - 1:end] if line.strip())
+    text = re.sub(name_pattern, "", text, count=1)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     args = node.args
     return (len(args.posonlyargs) + len(args.args) + len(args.kwonlyargs)
@@ -143,6 +158,7 @@ def analyze_python(data: bytes, name: str) -> dict[str, Any]:
             "nloc": _nloc(lines, line, end),
             "params": _parameters(node),
             "nesting": nesting_depth(node),
+            "body_hash": body_hash(lines, line, end, rf"\bdef\s+{re.escape(node.name)}\b"),
         })
     halstead = h_visit_ast(tree).total
     try:

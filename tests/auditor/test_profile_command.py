@@ -51,3 +51,19 @@ def test_profile_bad_input(tmp_path: Path) -> None:
     source = runner.invoke(app, ["profile", "--no-energy", "--source", str(tmp_path / "nope"), "--out",
                                  str(tmp_path / "o"), "--", "true"])
     assert source.exit_code == 2 and "does not exist" in source.output
+
+
+def test_profile_energy_with_a_counter(monkeypatch) -> None:
+    from auditor import energy_meter
+    from auditor.command_profile import profile_command
+    from auditor.energy import CounterDiscovery
+    from tests.auditor.test_energy_meter import WallCounter
+
+    monkeypatch.setitem(energy_meter.WINDOWS, "normal", (0.3, 2))
+    meter = energy_meter.EnergyMeter("normal")
+    meter.discovery = CounterDiscovery((WallCounter(),), ())
+    report = profile_command([sys.executable, "-c", "pass"], "noop", 2, meter, None)
+    meter.close()
+    energy = report["chains"][0]["stages"][0]["devices"]["cpu"]["energy"]
+    assert energy["status"] in ("measured", "too short to measure"), energy
+    assert energy["method"] == "rapl" and energy["windows"] >= 2
