@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import quote
 
 from auditor import __version__
 from auditor.gate import RULES, Finding, GateResult
@@ -42,7 +43,7 @@ def _result(finding: Finding, violation: bool) -> dict[str, Any]:
         region["startLine"] = function.start_line
         if function.end_line and function.end_line >= function.start_line:
             region["endLine"] = function.end_line
-    physical: dict[str, Any] = {"artifactLocation": {"uri": function.path}}
+    physical: dict[str, Any] = {"artifactLocation": {"uri": quote(function.path, safe="/")}}
     if region:
         physical["region"] = region
     verdict = "is new or got worse" if violation else "is pre-existing debt (not worse than the baseline)"
