@@ -13,7 +13,10 @@ from typing import Any
 from auditor.devices import cpu_description
 from auditor.measurement import Measurement
 from auditor.placement import (HOST, Edge, Implementation, PlacementError, PlacementProblem, Resources, Stage,
-                               TransferCost, plan)
+                               TransferCost, brute_force, plan)
+
+#: Up to this many placements, every one is listed (for the time-energy plot).
+LIST_LIMIT = 256
 from auditor.stages import Chain
 
 
@@ -90,4 +93,14 @@ def placement_for_chain(chain: Chain, result: dict[str, Any], min_agreement: flo
              for point in solved.get("pareto") or []]
     return {"status": "solved", "stages": [s.name for s in problem.stages],
             "transfer_costs": "measured pageable copies per product and direction",
-            **solved, "pareto_front": front}
+            **solved, "pareto_front": front, "placements": _every_placement(problem) if front else []}
+
+
+def _every_placement(problem: PlacementProblem) -> list[dict[str, Any]]:
+    """Latency and energy of every placement, when there are few enough to list."""
+    try:
+        every = brute_force(problem, "energy", limit=LIST_LIMIT)
+    except PlacementError:
+        return []
+    return [{"label": _label(dict(f.placement)), "latency_s": f.latency.value, "energy_j": f.energy.value}
+            for f in every if f.energy is not None]

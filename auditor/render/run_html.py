@@ -50,15 +50,18 @@ def _bars(chain: dict[str, Any], key: str, ylabel: str) -> str | None:
             if value is not None:
                 low = value.get("low", value["value"])
                 high = value.get("high", value["value"])
-                series.setdefault(device, []).append((index, value["value"], value["value"] - low, high - value["value"]))
+                series.setdefault(device, []).append((index, value["value"], value["value"] - low, high - value["value"],
+                                                      bool(value.get("estimated"))))
     if not series:
         return None
     figure, axis = plt.subplots(figsize=(7, 3.2))
     width = 0.8 / len(series)
     for offset, (device, points) in enumerate(sorted(series.items())):
         xs = [p[0] + offset * width for p in points]
+        estimated = any(p[4] for p in points)
         axis.bar(xs, [p[1] for p in points], width, yerr=[[p[2] for p in points], [p[3] for p in points]],
-                 label=device.upper(), capsize=2)
+                 label=device.upper() + (" (estimated)" if estimated else ""), capsize=2,
+                 hatch="//" if estimated else None)
     axis.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(names))], names, rotation=20)
     axis.set_yscale("log")
     axis.set_ylabel(ylabel)
@@ -85,15 +88,45 @@ def _pareto(placement: dict[str, Any]) -> str | None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 3.2))
+    others = placement.get("placements") or []
+    if others:
+        axis.scatter([p["latency_s"] for p in others], [p["energy_j"] for p in others], s=12, color="0.7",
+                     label="every placement")
     xs = [p["latency_s"] for p in front]
     ys = [p["energy_j"] for p in front]
-    axis.plot(xs, ys, "o-")
+    axis.plot(xs, ys, "o-", label="not dominated")
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.legend(fontsize=7)
     for point in front:
         axis.annotate(point.get("label", ""), (point["latency_s"], point["energy_j"]), fontsize=7)
     axis.set_xlabel("time per event (s)")
     axis.set_ylabel("energy per event (J)")
     axis.set_title("Placements not dominated in time and energy")
     return _svg(figure)
+
+
+def _placement(placement: dict[str, Any]) -> str:
+    from auditor.render.placement_text import OBJECTIVE_NAMES, chain_drawing, devices_text, gain_text, value_text
+
+    if placement.get("status") != "solved":
+        return f"<h3>Placement</h3><p>Not available: {html.escape(str(placement.get('reason')))}.</p>"
+    rows = []
+    for objective, result in placement["results"].items():
+        chosen = result["placement"]
+        gains = result["gains"]
+        rows.append([OBJECTIVE_NAMES[objective], devices_text(chosen),
+                     value_text(objective, result["value"]) + (" (estimated)" if result["estimated"] else ""),
+                     gain_text(gains.get("all-cpu", {}), chosen), gain_text(gains.get("all-gpu", {}), chosen),
+                     result["verdict"]])
+    rows += [[OBJECTIVE_NAMES.get(o, o), "–", "–", "–", "–", reason] for o, reason in placement.get("unavailable", {}).items()]
+    parts = ["<h3>Placement</h3>",
+             _table(["Objective", "Placement", "Value", "vs all-CPU", "vs all-GPU", "Verdict"], rows)]
+    latency = placement["results"].get("latency")
+    if latency:
+        parts.append(f"<p>Fastest: <code>{html.escape(chain_drawing(latency['figures'], placement['stages']))}</code></p>")
+        parts += [f"<p class='note'>Excluded: {html.escape(e['reason'])}</p>" for e in latency["excluded"]]
+    return "\n".join(parts)
 
 
 def render(report: dict[str, Any]) -> str:
@@ -117,9 +150,7 @@ def render(report: dict[str, Any]) -> str:
             parts.append(_table(run_tables.ACT_HEADER, run_tables.act_rows(chain)))
         placement = chain.get("placement")
         if placement:
-            from auditor.render.placement_text import placement_markdown
-
-            parts.append("<h3>Placement</h3><pre>" + html.escape("\n".join(placement_markdown(placement))) + "</pre>")
+            parts.append(_placement(placement))
             svg = _pareto(placement)
             if svg:
                 parts.append(f"<figure>{svg}</figure>")

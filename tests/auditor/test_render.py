@@ -44,3 +44,15 @@ def test_markdown_escapes_table_cells(tmp_path: Path, config) -> None:
     report = _report(tmp_path, config)
     report["not_analysed"][0]["reason"] = "a | b"
     assert "a \\| b" in markdown.render(report)
+
+
+def test_time_energy_plot_shows_every_placement_and_the_front() -> None:
+    from auditor.render.run_html import _pareto
+
+    placement = {"pareto_front": [{"label": "GPU GPU", "latency_s": 0.01, "energy_j": 1.0},
+                                  {"label": "CPU GPU", "latency_s": 0.02, "energy_j": 0.5}],
+                 "placements": [{"label": "CPU CPU", "latency_s": 0.5, "energy_j": 20.0},
+                                {"label": "GPU CPU", "latency_s": 0.3, "energy_j": 12.0}]}
+    svg = _pareto(placement)
+    assert svg.startswith("<svg") and "every placement" in svg and "not dominated" in svg
+    assert _pareto({"pareto_front": []}) is None
