@@ -28,6 +28,18 @@ def _check_stages(chains: Sequence[Any], stages: Sequence[str]) -> None:
                         f"stages: {', '.join(sorted(known))}.")
 
 
+def prepare_output(folder: Path) -> Path:
+    """Create the output folder before measuring, so a bad --out fails before any work is lost."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".hepaudit-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"Cannot write reports to {folder}: {exc.strerror or exc}.") from None
+    return folder
+
+
 def save_report(report: dict[str, Any], folder: Path) -> list[Path]:
     """Write report.json, report.md and report.html into ``folder``."""
     from auditor.render import json_report, run_html, run_markdown
@@ -55,6 +67,7 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
     usable, reason = gpu_status()
     if devices == ("gpu",) and not usable:
         raise UserError(f"The GPU was requested but cannot be used: {reason}.")
+    folder = prepare_output(out or default_output())
     options = ProfileOptions(devices=devices, stages=stages, parameters=parameters, mode=mode,
                              min_agreement=min_agreement)
     meter = _energy_meter(mode, country) if energy else None
@@ -68,7 +81,6 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
         if meter is not None:
             meter.close()
     report["energy"] = meter.describe() if meter is not None else {"status": "not measured (--no-energy)"}
-    folder = out or default_output()
     written = save_report(report, folder)
     if not quiet:
         from auditor.render import run_console

@@ -189,3 +189,10 @@ def test_broken_chain_is_skipped_unless_named(tmp_path: Path, monkeypatch) -> No
     assert "demo" in names and "broken" not in names  # installed chains (tracking) run too
     named = runner.invoke(app, ["run", "--chain", "broken", "--no-energy"])
     assert named.exit_code == 2 and "no_such_module_xyz" in named.output
+
+
+def test_unwritable_output_fails_before_measuring(project: Path) -> None:
+    (project / "taken").write_text("a file, not a folder")
+    result = runner.invoke(app, ["run", "--chain", "demo", "--no-energy", "--out", "taken/report"])
+    assert result.exit_code == 2 and "Cannot write reports to taken/report" in result.output
+    assert "radius" not in result.output  # nothing was measured and then lost
