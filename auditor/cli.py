@@ -116,6 +116,7 @@ def audit(
     no_default_skips: Annotated[bool, typer.Option("--no-default-skips", help="Do not skip build, vendored and cache folders.")] = False,
     max_file_mb: Annotated[Optional[float], typer.Option(help="Files larger than this are listed as not analysed [default: 2].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (use with --json/--markdown).")] = False,
+    benchmark_json: Annotated[Optional[Path], typer.Option("--benchmark-json", help="Write headline metrics for github-action-benchmark (tool: customSmallerIsBetter).")] = None,
 ) -> None:
     """Audit code quality: complexity, size, maintainability and lint of Python, C, C++ and GPU code."""
     from auditor.config import load_config, validate
@@ -154,6 +155,7 @@ def audit(
             json_report.write_text(json_out, json_report.dumps(report), "JSON report")
         if markdown is not None:
             json_report.write_text(markdown, markdown_renderer.render(report), "Markdown report")
+        _write_benchmark_json(benchmark_json, report)
         if not quiet:
             console_renderer.render(report, Console())
         if not report["files"]:
@@ -325,6 +327,8 @@ Examples:
 
   hepaudit check . --baseline hepaudit-baseline.json --sarif check.sarif --junit check.xml
 
+  hepaudit check . -b hepaudit-baseline.json --summary "$GITHUB_STEP_SUMMARY" --gitlab gl-code-quality.json
+
   hepaudit check src --baseline main-audit.json     a saved `hepaudit audit --json` report as baseline
 
 A function fails when it is above a threshold and is new, or got worse than in the baseline;
@@ -343,6 +347,9 @@ def check(
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write the current functions to --baseline and exit 0 (accepts the regressions listed).")] = False,
     sarif: Annotated[Optional[Path], typer.Option("--sarif", help="Write SARIF 2.1.0 (violations, then pre-existing debt as notes; at most 5,000 results).")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one test case per gated metric.")] = None,
+    gitlab: Annotated[Optional[Path], typer.Option("--gitlab", help="Write GitLab Code Quality JSON (violations major/critical, debt info).")] = None,
+    summary: Annotated[Optional[Path], typer.Option("--summary", help="Write a Markdown job summary (at most 1 MiB), e.g. \"$GITHUB_STEP_SUMMARY\".")] = None,
+    benchmark_json: Annotated[Optional[Path], typer.Option("--benchmark-json", help="Write headline metrics for github-action-benchmark (tool: customSmallerIsBetter).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the current audit report as JSON.")] = None,
     pylint: Annotated[PylintMode, typer.Option(help="pylint profile for the --json report; the gate does not use it.")] = PylintMode.off,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
@@ -353,12 +360,11 @@ def check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the offenders and the verdict.")] = False,
 ) -> None:
     """Ratchet code quality against a baseline: fail on new or worse functions above a threshold."""
-    import json
     import time
 
     from auditor import gate
     from auditor.config import load_config, validate
-    from auditor.render import json_report, junit as junit_renderer, sarif as sarif_renderer
+    from auditor.render import json_report
     from auditor.static.cache import default_cache_dir
     from auditor.static.discovery import audit_root
     from auditor.static.engine import run_audit
@@ -389,11 +395,11 @@ def check(
         limits = settings.thresholds
         current = gate.functions_of_audit(report)
         result = gate.compare(old_functions, current, limits, old_limits)
-        if sarif is not None:
-            json_report.write_text(sarif, json.dumps(sarif_renderer.render(result), indent=1, ensure_ascii=False) + "\n",
-                                   "SARIF report")
-        if junit is not None:
-            json_report.write_text(junit, junit_renderer.render(result, time.perf_counter() - started), "JUnit report")
+        _write_check_outputs(result, report,
+                             {"sarif": sarif, "junit": junit, "gitlab": gitlab, "summary": summary,
+                              "benchmark_json": benchmark_json},
+                             {"baseline": baseline, "accepting": update_baseline,
+                              "seconds": time.perf_counter() - started})
         _print_check(out, result, baseline, report, quiet, update_baseline)
         if update_baseline:
             json_report.write_text(baseline, gate.baseline_document(report, limits), "baseline")
@@ -403,6 +409,38 @@ def check(
         fail(str(exc), exc.exit_code)
     if not result.passed:
         raise typer.Exit(1)
+
+
+def _write_benchmark_json(path: Optional[Path], report: dict) -> None:
+    """github-action-benchmark JSON (customSmallerIsBetter) of an audit report, when asked for."""
+    import json
+
+    from auditor.render import benchmark_json as benchmark_renderer
+    from auditor.render import json_report
+
+    if path is not None:
+        json_report.write_text(path, json.dumps(benchmark_renderer.render(report), indent=1, ensure_ascii=False) + "\n",
+                               "benchmark JSON")
+
+
+def _write_check_outputs(result, report: dict, paths: dict[str, Optional[Path]], context: dict) -> None:
+    """The CI outputs of ``check`` that were asked for (``paths``: SARIF, JUnit, GitLab, job summary,
+    benchmark JSON); ``context`` holds the baseline path, whether it is being accepted, and seconds."""
+    import json
+
+    from auditor.render import check_summary, gitlab, json_report, junit, sarif
+
+    texts = {
+        "sarif": ("SARIF report", lambda: json.dumps(sarif.render(result), indent=1, ensure_ascii=False) + "\n"),
+        "junit": ("JUnit report", lambda: junit.render(result, context["seconds"])),
+        "gitlab": ("GitLab Code Quality report",
+                   lambda: json.dumps(gitlab.render(result), indent=1, ensure_ascii=False) + "\n"),
+        "summary": ("job summary", lambda: check_summary.render(result, context["baseline"], report, context["accepting"])),
+    }
+    for key, (what, text) in texts.items():
+        if paths.get(key) is not None:
+            json_report.write_text(paths[key], text(), what)
+    _write_benchmark_json(paths.get("benchmark_json"), report)
 
 
 def _print_check(out: Console, result, baseline: Path, report: dict, quiet: bool, accepting: bool) -> None:

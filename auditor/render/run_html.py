@@ -35,33 +35,40 @@ def _svg(figure: Any) -> str:
     return text[text.index("<svg"):]
 
 
+def _series(chain: dict[str, Any], key: str) -> dict[str, list[tuple[int, float, float, float, bool]]]:
+    """Per device: (stage index, value, lower error, upper error, estimated) of ``key``."""
+    series: dict[str, list[tuple[int, float, float, float, bool]]] = {}
+    for index, stage in enumerate(chain["stages"]):
+        for device, data in stage["devices"].items():
+            value = _value(data, key)
+            if value is None:
+                continue
+            centre = value["value"]
+            low, high = value.get("low", centre), value.get("high", centre)
+            series.setdefault(device, []).append((index, centre, centre - low, high - centre,
+                                                  bool(value.get("estimated"))))
+    return series
+
+
 def _bars(chain: dict[str, Any], key: str, ylabel: str) -> str | None:
-    """Grouped bars per stage and device of ``key`` (``time`` or energy per event) with intervals."""
+    """Grouped bars per stage and device of ``key`` (``time`` or energy per event) with intervals;
+    estimated values are hatched."""
+    series = _series(chain, key)
+    if not series:
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, list[tuple[int, float, float, float]]] = {}
-    names = [stage["name"] for stage in chain["stages"]]
-    for index, stage in enumerate(chain["stages"]):
-        for device, data in stage["devices"].items():
-            value = _value(data, key)
-            if value is not None:
-                low = value.get("low", value["value"])
-                high = value.get("high", value["value"])
-                series.setdefault(device, []).append((index, value["value"], value["value"] - low, high - value["value"],
-                                                      bool(value.get("estimated"))))
-    if not series:
-        return None
     figure, axis = plt.subplots(figsize=(7, 3.2))
     width = 0.8 / len(series)
     for offset, (device, points) in enumerate(sorted(series.items())):
-        xs = [p[0] + offset * width for p in points]
         estimated = any(p[4] for p in points)
-        axis.bar(xs, [p[1] for p in points], width, yerr=[[p[2] for p in points], [p[3] for p in points]],
-                 label=device.upper() + (" (estimated)" if estimated else ""), capsize=2,
-                 hatch="//" if estimated else None)
+        axis.bar([p[0] + offset * width for p in points], [p[1] for p in points], width,
+                 yerr=[[p[2] for p in points], [p[3] for p in points]], capsize=2,
+                 label=device.upper() + (" (estimated)" if estimated else ""), hatch="//" if estimated else None)
+    names = [stage["name"] for stage in chain["stages"]]
     axis.set_xticks([i + width * (len(series) - 1) / 2 for i in range(len(names))], names, rotation=20)
     axis.set_yscale("log")
     axis.set_ylabel(ylabel)
