@@ -268,12 +268,16 @@ def profile(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Measure any command as a single stage: time, CPU time, peak memory, energy, and code quality."""
-    from auditor.command_profile import profile_command
-    from auditor.runner import _energy_meter, _status, default_output, save_report
+    from auditor.command_profile import check_command, profile_command
+    from auditor.runner import _energy_meter, _status, default_output, prepare_output, save_report
 
     try:
         if repeats < 1:
             raise UserError("--repeats must be at least 1.")
+        check_command(list(command))
+        if source is not None and not source.exists():
+            raise UserError(f"Source path '{source}' does not exist.")
+        folder = prepare_output(out or default_output())
         status = None if quiet else _status(err, repeats + (2 if energy else 1))
         meter = _energy_meter("precise" if precise else "normal", country) if energy else None
         try:
@@ -285,7 +289,7 @@ def profile(
             if meter is not None:
                 meter.close()
         report["energy"] = meter.describe() if meter is not None else {"status": "not measured (--no-energy)"}
-        written = save_report(report, out or default_output())
+        written = save_report(report, folder)
         if not quiet:
             from auditor.render import run_console
 

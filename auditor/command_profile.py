@@ -68,7 +68,7 @@ class _Run:
             done.wait(0.01)
 
 
-def _check_command(command: list[str]) -> None:
+def check_command(command: list[str]) -> None:
     if not command:
         raise UserError("Give the command to profile after '--', e.g. hepaudit profile -- python job.py.")
     program = command[0]
@@ -104,7 +104,7 @@ def profile_command(command: list[str], name: str, repeats: int, energy_meter: E
                     source: Path | None, precise: bool = False,
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The run report of ``command`` measured as one stage."""
-    _check_command(command)
+    check_command(command)
     say = progress or (lambda message: None)
     say(f"{name}: first run")
     first = _Run(command)()
