@@ -81,7 +81,8 @@ class EnergyMeter:
             "net_per_event": net.to_json() if net else None,
             "gross_per_event": gross.to_json() if gross else None,
             "counters": [c.to_json() for c in result.counters],
-            "windows": len([w for w in result.windows if getattr(w, "kind", "work") == "work"]) or windows,
+            "windows": len([w for w in result.windows if w.kind == "work"]) or windows,
+            "per_window_j_per_event": _gross_per_window(result),
             "window_s": window_s, "calls_per_window": result.calls_per_window,
             "overhead": result.overhead.to_json(), "notes": list(result.notes) + self._window_note(window_s, windows),
             "carbon_g_per_event": self._carbon(net),
@@ -108,6 +109,7 @@ class EnergyMeter:
         estimate = summarise(per_event, "J", "codecarbon-estimate", statistic="mean",
                              note=f"codecarbon model ({tracker.cpu_description}); gross, no idle baseline")
         return {"status": "estimated", "method": "codecarbon-estimate", "gross_per_event": estimate.to_json(),
+                "per_window_j_per_event": per_event,
                 "net_per_event": None, "windows": windows, "window_s": window_s,
                 "notes": [f"no hardware counter here ({'; '.join(self.problems)}): codecarbon's estimate"]
                          + self._window_note(window_s, windows),
@@ -142,6 +144,17 @@ class EnergyMeter:
     def close(self) -> None:
         if self._tracker is not None:
             self._tracker.close()
+
+
+def _gross_per_window(result: Any) -> list[float]:
+    """Energy per event of each work window, all counters summed (the samples a later run is
+    compared with); windows where a counter did not advance are left out."""
+    values = []
+    for window in result.windows:
+        if window.kind != "work" or not window.events or any(j is None for j in window.joules.values()):
+            continue
+        values.append(sum(window.joules.values()) / window.events)
+    return values
 
 
 def _sum(parts: list[Measurement]) -> Measurement | None:

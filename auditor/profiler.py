@@ -129,12 +129,24 @@ def _time_calls(stage: Stage, device: str, inputs: list[dict[str, Any]], options
         "first_call": Measurement(first, "s", timer.method, note="includes compilation or caching on first use").to_json(),
         "first_call_overhead_s": max(0.0, first - time_per_event.value),
         "samples": len(samples),
+        "time_samples": _keep(samples),
         "memory": {"host_peak_mb": round(host_memory.peak_mb, 1),
                    "host_added_mb": round(max(0.0, host_memory.peak_mb - host_memory.before_mb), 1),
                    "device_peak_mb": None if device_memory.peak_mb is None else round(device_memory.peak_mb, 1),
                    "device_method": None if device_memory.peak_mb is None else "cupy-pool-high-water"
                    if backend in ("cupy", "numba") else "torch-max-allocated"},
     }
+
+
+#: Samples kept in the report for later comparisons (evenly spaced in time order when there are more).
+KEPT_SAMPLES = 2000
+
+
+def _keep(samples: list[float]) -> list[float]:
+    if len(samples) <= KEPT_SAMPLES:
+        return [float(v) for v in samples]
+    step = len(samples) / KEPT_SAMPLES
+    return [float(samples[int(i * step)]) for i in range(KEPT_SAMPLES)]
 
 
 def _agreement(stage: Stage, device: str, inputs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -52,6 +52,8 @@ def test_counter_path_recovers_net_energy_per_event(short_windows) -> None:
     assert net["value"] == pytest.approx(0.05, rel=0.2)
     assert result["gross_per_event"]["value"] > net["value"]  # idle power during the call counts in gross
     assert result["carbon_g_per_event"]["unit"] == "gCO2e"
+    windows = result["per_window_j_per_event"]  # the samples a later run's energy is compared with
+    assert len(windows) == 3 and all(value > 0.05 for value in windows)  # gross: idle power included
     assert any("below the 2 s × 5 windows standard" in note for note in result["notes"])
 
 
