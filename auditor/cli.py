@@ -268,37 +268,22 @@ def profile(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Measure any command as a single stage: time, CPU time, peak memory, energy, and code quality."""
-    from auditor.command_profile import check_command, profile_command
-    from auditor.runner import _energy_meter, _status, default_output, prepare_output, save_report
+    from auditor.command_profile import ProfileRequest, run_profile
 
     try:
-        if repeats < 1:
-            raise UserError("--repeats must be at least 1.")
-        check_command(list(command))
-        if source is not None and not source.exists():
-            raise UserError(f"Source path '{source}' does not exist.")
-        folder = prepare_output(out or default_output())
-        status = None if quiet else _status(err, repeats + (2 if energy else 1))
-        meter = _energy_meter("precise" if precise else "normal", country) if energy else None
-        try:
-            report = profile_command(list(command), name or Path(command[0]).name if command else "command", repeats,
-                                     meter, source, precise, status.update if status else None)
-        finally:
-            if status:
-                status.stop()
-            if meter is not None:
-                meter.close()
-        report["energy"] = meter.describe() if meter is not None else {"status": "not measured (--no-energy)"}
-        written = save_report(report, folder)
-        if not quiet:
-            from auditor.render import run_console
-
-            run_console.render(report, Console())
-            err.print(f"Report saved: {', '.join(str(p) for p in written)}", highlight=False)
-        if report["chains"][0]["stages"][0]["devices"]["cpu"]["status"] == "failed":
-            fail(report["chains"][0]["stages"][0]["devices"]["cpu"]["error"].splitlines()[0], 1)
+        request = ProfileRequest(list(command), name, repeats, source, energy, precise, country, out, quiet)
+        report, written = run_profile(request, err)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
+        return
+    if not quiet:
+        from auditor.render import run_console
+
+        run_console.render(report, Console())
+        err.print(f"Report saved: {', '.join(str(p) for p in written)}", highlight=False)
+    device = report["chains"][0]["stages"][0]["devices"]["cpu"]
+    if device["status"] == "failed":
+        fail(device["error"].splitlines()[0], 1)
 
 
 @app.command(epilog="Example:\n\n  hepaudit report audit.json --markdown summary.md")
@@ -476,6 +461,111 @@ def _print_check(out: Console, result, baseline: Path, report: dict, quiet: bool
         verdict = "accepted as debt in the new baseline" if accepting else "[red]hepaudit check failed[/]"
         out.print(f"{verdict}: {len(result.violations)} regression(s) in {offenders} function(s); {escape(counts)}.",
                   highlight=False, soft_wrap=True)
+
+
+HISTORY_EPILOG = """
+Examples:
+
+  hepaudit history                                  the last 50 commits of this repository
+
+  hepaudit history src --commits 200 --html history.html --json history.json
+
+Walks `git rev-list --first-parent` from HEAD, oldest first, and measures each commit's files that
+[tool.hepaudit] of the current tree would audit. Only blobs not seen before are read and only
+contents not in the analysis cache (shared with `hepaudit audit`) are analysed. Results go to a
+SQLite database (default .hepaudit/history.sqlite in the repository); commits already there are not
+measured again. A shallow clone is reported with the command that fetches more history.
+Exit codes: 0 done, 2 bad input (not a git repository, no commits, bad settings).
+"""
+
+
+@app.command(epilog=HISTORY_EPILOG)
+def history(
+    path: Annotated[Path, typer.Argument(help="The repository, or a folder in it to restrict the history to.")] = Path("."),
+    commits: Annotated[int, typer.Option("--commits", "-n", help="How many commits back from HEAD (first-parent line).")] = 50,
+    db: Annotated[Optional[Path], typer.Option("--db", help="History database [default: .hepaudit/history.sqlite in the repository root].")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML page with trend plots.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the history report as JSON.")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
+    top: Annotated[Optional[int], typer.Option(help="How many top movers to list [default: 20].")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Analysis cache folder [default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (pyproject.toml or hepaudit.toml) instead of the nearest one.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the shallow-clone note.")] = False,
+) -> None:
+    """Code-quality trends over the last N commits: per sub-project, top movers; console, HTML, JSON."""
+    from auditor.history import Storage, run_history
+    from auditor.render import history_console, history_html, json_report
+    from auditor.static.cache import default_cache_dir
+
+    try:
+        settings = _history_settings(path, config, jobs, top)
+        report = run_history(path, commits, settings, Storage(db, cache_dir or default_cache_dir()),
+                             progress=_progress_factory(not quiet))
+        if json_out is not None:
+            json_report.write_text(json_out, json_report.dumps(report), "JSON history")
+        if html is not None:
+            json_report.write_text(html, history_html.render(report), "HTML history")
+        if quiet:
+            if report["shallow"]["note"]:
+                err.print(report["shallow"]["note"], highlight=False, markup=False)
+        else:
+            history_console.render(report, Console())
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+
+
+def _history_settings(path: Path, config: Optional[Path], jobs: Optional[int], top: Optional[int]):
+    """The audit settings of ``path`` for ``history``, with the command-line overrides."""
+    from auditor.config import load_config, validate
+
+    if not path.exists():
+        raise UserError(f"Path '{path}' does not exist.")
+    settings = load_config(path if path.is_dir() else path.parent, config)
+    changes: dict[str, object] = {"pylint": "off"}
+    if jobs is not None:
+        changes["jobs"] = jobs
+    if top is not None:
+        changes["top"] = top
+    return validate(dataclasses.replace(settings, **changes))
+
+
+COMPARE_EPILOG = """
+Example:
+
+  hepaudit compare reports/main/report.json reports/branch/report.json
+
+Exit codes: 0 no regression, 1 a stage got slower (or used more measured energy) by more than
+--ratio with Mann-Whitney p < --alpha, 2 bad input. A large change that the noise cannot confirm is
+shown as a warning; estimated energy is never gated.
+"""
+
+
+@app.command(epilog=COMPARE_EPILOG)
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="The earlier `hepaudit run` report (report.json).")],
+    current: Annotated[Path, typer.Argument(help="The new `hepaudit run` report.")],
+    ratio: Annotated[float, typer.Option(help="Median ratio above which a change can be a regression.")] = 1.10,
+    alpha: Annotated[float, typer.Option(help="One-sided Mann-Whitney U p-value below which it is one.")] = 0.01,
+    min_samples: Annotated[int, typer.Option(help="Samples needed on each side to test at all.")] = 5,
+) -> None:
+    """Runtime and energy regressions between two run reports, respecting the noise."""
+    from auditor.compare_runs import compare_files, render
+    from auditor.perf_gate import PerfLimits
+
+    try:
+        if ratio <= 1 or not 0 < alpha < 1 or min_samples < 2:
+            raise UserError("--ratio must be above 1, --alpha between 0 and 1, and --min-samples at least 2.")
+        limits = PerfLimits(ratio, alpha, min_samples)
+        findings = compare_files(baseline, current, limits)
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+        return
+    render(findings, limits, Console())
+    regressions = [f for f in findings if f.verdict == "regression"]
+    for finding in regressions:
+        err.print(f"[bold red]regression:[/] {finding.describe()}", highlight=False)
+    if regressions:
+        raise typer.Exit(1)
 
 
 def _load_plugins() -> None:

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -169,3 +170,56 @@ def _report(command: list[str], name: str, device: dict[str, Any], runs: list[_R
             "options": {"devices": ["cpu"], "stages": [], "mode": "command", "parameters": {},
                         "min_repeats": len(runs or []), "min_seconds": 0.0, "min_agreement": 0.0},
             "chains": [chain], "interrupted": False}
+
+
+@dataclass(frozen=True)
+class ProfileRequest:
+    """What ``hepaudit profile`` was asked to do."""
+
+    command: list[str]
+    name: str | None = None
+    repeats: int = 5
+    source: Path | None = None
+    energy: bool = True
+    precise: bool = False
+    country: str = "FRA"
+    out: Path | None = None
+    quiet: bool = False
+
+
+def _checked_output(request: ProfileRequest) -> Path:
+    """Validate the request; create the output folder (before any measuring)."""
+    from auditor.runner import default_output, prepare_output
+
+    if request.repeats < 1:
+        raise UserError("--repeats must be at least 1.")
+    check_command(request.command)
+    if request.source is not None and not request.source.exists():
+        raise UserError(f"Source path '{request.source}' does not exist.")
+    return prepare_output(request.out or default_output())
+
+
+def _meter(request: ProfileRequest) -> Any:
+    from auditor.runner import _energy_meter
+
+    if not request.energy:
+        return None
+    return _energy_meter("precise" if request.precise else "normal", request.country)
+
+
+def run_profile(request: ProfileRequest, err: Any) -> tuple[dict[str, Any], list[Path]]:
+    """The ``hepaudit profile`` command: check the inputs, measure, save; (report, files written)."""
+    from auditor.runner import _status, save_report
+
+    folder = _checked_output(request)
+    status = _status(err, request.repeats + 1 + int(request.energy)) if not request.quiet else None
+    meter = _meter(request)
+    try:
+        report = profile_command(request.command, request.name or Path(request.command[0]).name, request.repeats,
+                                 meter, request.source, request.precise, status.update if status else None)
+    finally:
+        for closing in (status.stop if status else None, meter.close if meter else None):
+            if closing is not None:
+                closing()
+    report["energy"] = meter.describe() if meter is not None else {"status": "not measured (--no-energy)"}
+    return report, save_report(report, folder)

@@ -101,43 +101,53 @@ def _exact_upper_tail(u: float, n1: int, n2: int) -> float:
     return sum(distribution[start:]) / total
 
 
-def _stage_samples(report: dict[str, Any]) -> Iterable[tuple[str, str, str, str, list[float], bool]]:
-    """(chain, stage, device, quantity, samples, estimated) for everything measured."""
+def _energy_samples(data: dict[str, Any]) -> tuple[list[float], bool] | None:
+    energy = data.get("energy") or {}
+    values = energy.get("per_window_j_per_event")
+    if not values:
+        return None
+    value = energy.get("net_per_event") or energy.get("gross_per_event") or {}
+    return values, bool(value.get("estimated", True))
+
+
+def _measured(report: dict[str, Any]) -> Iterable[tuple[tuple[str, str, str], dict[str, Any]]]:
+    """((chain, stage, device), device data) for every measured implementation."""
     for chain in report.get("chains", []):
         for stage in chain.get("stages", []):
             for device, data in stage.get("devices", {}).items():
-                if data.get("status") != "measured":
-                    continue
-                if data.get("time_samples"):
-                    yield chain["name"], stage["name"], device, "time", data["time_samples"], False
-                energy = data.get("energy") or {}
-                values = energy.get("per_window_j_per_event")
-                if values:
-                    value = energy.get("net_per_event") or energy.get("gross_per_event") or {}
-                    yield chain["name"], stage["name"], device, "energy", values, bool(value.get("estimated", True))
+                if data.get("status") == "measured":
+                    yield (chain["name"], stage["name"], device), data
+
+
+def _stage_samples(report: dict[str, Any]) -> Iterable[tuple[tuple[str, str, str, str], list[float], bool]]:
+    """((chain, stage, device, quantity), samples, estimated) for everything measured."""
+    for where, data in _measured(report):
+        if data.get("time_samples"):
+            yield (*where, "time"), data["time_samples"], False
+        energy = _energy_samples(data)
+        if energy is not None:
+            yield (*where, "energy"), energy[0], energy[1]
 
 
 def compare_runs(old: dict[str, Any], new: dict[str, Any], limits: PerfLimits = PerfLimits()) -> list[PerfFinding]:
     """Compare every (chain, stage, device, quantity) present in both reports."""
-    before = {key[:4]: key[4:] for key in _stage_samples(old)}
+    before = {key: (samples, estimated) for key, samples, estimated in _stage_samples(old)}
     findings = []
-    for chain, stage, device, quantity, samples, estimated in _stage_samples(new):
-        if (chain, stage, device, quantity) not in before:
-            continue
-        old_samples, old_estimated = before[(chain, stage, device, quantity)]
-        findings.append(_judge(chain, stage, device, quantity, old_samples, samples,
-                               estimated or old_estimated, limits))
+    for key, samples, estimated in _stage_samples(new):
+        if key in before:
+            old_samples, old_estimated = before[key]
+            findings.append(_judge(key, old_samples, samples, estimated or old_estimated, limits))
     return findings
 
 
-def _judge(chain: str, stage: str, device: str, quantity: str, old: list[float], new: list[float],
-           estimated: bool, limits: PerfLimits) -> PerfFinding:
+def _judge(key: tuple[str, str, str, str], old: list[float], new: list[float], estimated: bool,
+           limits: PerfLimits) -> PerfFinding:
     old_median, new_median = statistics.median(old), statistics.median(new)
     ratio = new_median / old_median if old_median > 0 else math.inf
     counts = (len(old), len(new))
 
     def finding(verdict: str, reason: str, p: float | None = None) -> PerfFinding:
-        return PerfFinding(chain, stage, device, quantity, old_median, new_median, ratio, p, counts, verdict, reason)
+        return PerfFinding(*key, old_median, new_median, ratio, p, counts, verdict, reason)
 
     if estimated:
         return finding("unchanged", "estimated energy is never gated")

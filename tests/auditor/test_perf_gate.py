@@ -61,3 +61,30 @@ def test_few_samples_and_estimated_energy_are_never_gated() -> None:
                                         _report([1.0] * 10, [3.0 + i * 1e-3 for i in range(10)])) if f.quantity == "energy"][0]
     assert measured.verdict == "regression"
     assert PerfLimits().ratio == 1.10
+
+
+def test_compare_command_exit_codes(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from auditor.cli import app
+
+    rng = random.Random(2)
+
+    def write(name: str, centre: float) -> str:
+        report = {"schema": "hepaudit.run", "schema_version": "1.0",
+                  **_report([rng.gauss(centre, 0.01) for _ in range(40)])}
+        path = tmp_path / name
+        path.write_text(json.dumps(report))
+        return str(path)
+
+    base, same, slow = write("a.json", 1.0), write("b.json", 1.0), write("c.json", 1.3)
+    runner = CliRunner()
+    assert runner.invoke(app, ["compare", base, same]).exit_code == 0
+    failed = runner.invoke(app, ["compare", base, slow], terminal_width=200)
+    assert failed.exit_code == 1 and "regression" in failed.output and "c / s" in failed.output
+    (tmp_path / "audit.json").write_text(json.dumps({"schema": "hepaudit.audit", "schema_version": "1.0"}))
+    wrong = runner.invoke(app, ["compare", base, str(tmp_path / "audit.json")])
+    assert wrong.exit_code == 2 and "audit report" in wrong.output
+    assert runner.invoke(app, ["compare", base, same, "--ratio", "0.9"]).exit_code == 2
