@@ -78,7 +78,7 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 _LISTS = ("include", "exclude", "skip_dirs")
 #: Keys read by other hepaudit commands; accepted here and left to them.
-_OTHER_KEYS = ("chains", "scheduler", "overrides", "baseline")
+_OTHER_KEYS = ("chains",)
 
 
 def _type_name(value: Any) -> str:

@@ -144,3 +144,10 @@ def test_help_explains_with_examples(command: list[str]) -> None:
 def test_module_entry_point_and_version() -> None:
     result = subprocess.run([sys.executable, "-m", "auditor", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.startswith("hepaudit ")
+
+
+def test_settings_hepaudit_does_not_support_are_refused(tree: Path) -> None:
+    # Per-folder overrides are not implemented: silently ignoring them would mislead.
+    write(tree, "pyproject.toml", '[[tool.hepaudit.overrides]]\npaths = ["src/**"]\nccn_cpp = 30\n')
+    result = audit(str(tree))
+    assert result.exit_code == 2 and "Unknown setting 'tool.hepaudit.overrides'" in result.output
