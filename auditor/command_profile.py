@@ -200,11 +200,11 @@ def _checked_output(request: ProfileRequest) -> Path:
 
 
 def _meter(request: ProfileRequest) -> Any:
-    from auditor.runner import _energy_meter
+    from auditor.energy_meter import EnergyMeter
 
     if not request.energy:
         return None
-    return _energy_meter("precise" if request.precise else "normal", request.country)
+    return EnergyMeter("precise" if request.precise else "normal", request.country)
 
 
 def run_profile(request: ProfileRequest, err: Any) -> tuple[dict[str, Any], list[Path]]:

@@ -164,7 +164,3 @@ def _sum(parts: list[Measurement]) -> Measurement | None:
     high = sum(p.bounds[1] for p in parts)
     return Measurement(sum(p.value for p in parts), "J", "derived", samples=min(p.samples for p in parts),
                        low=low, high=high, interval="propagated", estimated=any(p.estimated for p in parts))
-
-
-def make_meter(mode: str = "normal") -> EnergyMeter:
-    return EnergyMeter(mode)

@@ -18,7 +18,7 @@ from auditor.devices import cpu_description, gpu_description, gpu_status
 from auditor.measurement import Measurement
 from auditor.profiler import EnergyMeter, ProfileOptions, profile_chain
 from auditor.ranking import rank_chain, speedup
-from auditor.stage_quality import _FileMetrics, implementation_quality
+from auditor.stage_quality import _FileMetrics, implementation_quality, unwrap
 from auditor.stages import Chain
 
 SCHEMA_NAME = "hepaudit.run"
@@ -64,17 +64,16 @@ def environment() -> dict[str, Any]:
 
 
 def _package_folder(chain: Chain) -> tuple[str | None, Path | None]:
-    for stage in chain.stages.values():
-        for implementation in stage.implementations.values():
-            from auditor.stage_quality import unwrap
-
-            function = unwrap(implementation.function)
-            module = sys.modules.get(getattr(function, "__module__", ""))
-            package = chain.package or (function.__module__ or "").split(".")[0]
-            if module is not None and getattr(module, "__file__", None):
-                return package, Path(module.__file__).parent
-            return package, None
-    return chain.package, None
+    """The chain's own package (``chain.package`` or that of its first implementation) and the
+    folder of that implementation's module."""
+    first = next((i for s in chain.stages.values() for i in s.implementations.values()), None)
+    if first is None:
+        return chain.package, None
+    function = unwrap(first.function)
+    module_name = getattr(function, "__module__", "") or ""
+    module = sys.modules.get(module_name)
+    folder = Path(module.__file__).parent if module is not None and getattr(module, "__file__", None) else None
+    return chain.package or module_name.split(".")[0], folder
 
 
 def add_quality(chain: Chain, result: dict[str, Any], files: _FileMetrics) -> None:

@@ -70,7 +70,9 @@ def execute_run(chain_names: list[str], stages: tuple[str, ...], parameters: dic
     folder = prepare_output(out or default_output())
     options = ProfileOptions(devices=devices, stages=stages, parameters=parameters, mode=mode,
                              min_agreement=min_agreement)
-    meter = _energy_meter(mode, country) if energy else None
+    from auditor.energy_meter import EnergyMeter
+
+    meter = EnergyMeter(mode, country) if energy else None
     placement = _placement(min_agreement)
     progress = None if quiet else _status(err, planned_steps(chains, options))
     try:
@@ -124,16 +126,6 @@ def planned_steps(chains: Sequence[Any], options: ProfileOptions) -> int:
         steps += 2 + sum(1 for s in stages for d in devices if d in s.implementations)
         steps += 1 if "gpu" in devices else 0
     return steps
-
-
-def _energy_meter(mode: str = "normal", country: str = "FRA"):
-    """The energy measurement hook (hardware counters where readable, codecarbon's estimate else).
-
-    ``country``: the grid whose carbon intensity converts energy to gCO2e; FRA by default because
-    CERN's sites draw from the French grid."""
-    from auditor.energy_meter import EnergyMeter
-
-    return EnergyMeter(mode, country)
 
 
 def _placement(min_agreement: float):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,7 +53,7 @@ class _FileMetrics:
 def _called_names(function: Any) -> set[str]:
     try:
         source = inspect.getsource(function)
-        tree = ast.parse(_dedent(source))
+        tree = ast.parse(textwrap.dedent(source))
     except (OSError, TypeError, SyntaxError):
         return set()
     names: set[str] = set()
@@ -66,12 +67,6 @@ def _called_names(function: Any) -> set[str]:
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
             names.add(node.value.id)  # CUDA launches: kernel[blocks, threads](...)
     return names
-
-
-def _dedent(source: str) -> str:
-    import textwrap
-
-    return textwrap.dedent(source)
 
 
 def _resolve(name: str, namespace: dict[str, Any]) -> Any:

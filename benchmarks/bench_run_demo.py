@@ -18,7 +18,8 @@ from auditor.placement_report import placement_for_chain  # noqa: E402
 from auditor.profiler import ProfileOptions  # noqa: E402
 from auditor.render import run_console  # noqa: E402
 from auditor.run import run_chains  # noqa: E402
-from auditor.runner import _energy_meter, save_report  # noqa: E402
+from auditor.energy_meter import EnergyMeter  # noqa: E402
+from auditor.runner import save_report  # noqa: E402
 from tests.auditor.demo_chain import build_demo_chain  # noqa: E402
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     options = ProfileOptions(parameters={"size": args.size, "events": args.events}, mode=args.mode)
     from rich.console import Console
 
-    meter = None if args.no_energy else _energy_meter(args.mode)
+    meter = None if args.no_energy else EnergyMeter(args.mode)
     report = run_chains([build_demo_chain()], options, meter, print,
                         lambda chain, result: placement_for_chain(chain, result, 0.99))
     if meter is not None:

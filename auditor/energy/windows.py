@@ -35,7 +35,6 @@ A counter that did not advance over a window is reported as "too short to measur
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import numbers
 import random
@@ -503,21 +502,10 @@ def _half_width(measurement: Measurement) -> float:
     return (high - low) / 2
 
 
-@functools.lru_cache(maxsize=None)
-def _t_factor(n: int) -> float:
-    """Half-width of ``mean_ci`` in units of the standard error, for n samples (cached: the
-    Student-t quantile is costly and depends only on n)."""
-    sample = [0.0, 1.0] * (n // 2) + [0.5] * (n % 2)
-    mean, _, high = mean_ci(sample)
-    return (high - mean) / (statistics.stdev(sample) / math.sqrt(n))
-
-
 def _mean_interval(values: list[float]) -> tuple[float, float]:
-    """Mean and 95 % half-width: the same numbers as ``mean_ci``, faster for repeated use."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, _t_factor(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+    """Mean and 95 % half-width (``mean_ci``; a single value has no width)."""
+    mean, _, high = mean_ci(values)
+    return mean, high - mean
 
 
 def edge_seconds(counter: EnergyCounter, reference: EnergyCounter, aligned: bool,

@@ -251,26 +251,22 @@ def _analyse(todo: dict[str, tuple[str, str, bytes]], lint_todo: dict[str, str],
             lint_fresh.update((key, outcome.get(path) or _unlinted()) for key, path in chunk)
         advance(len(chunk))
 
-    def call(kind: str, chunk: list) -> tuple[Callable, tuple]:
+    def call(kind: str, chunk: list) -> tuple:
+        """(function, *arguments) of one task."""
         if kind == "analysis":
-            return analyze_chunk, ([item for _, item in chunk],)
-        return lint.lint_chunk, ([path for _, path in chunk], lint_mode)
+            return analyze_chunk, [item for _, item in chunk]
+        return lint.lint_chunk, [path for _, path in chunk], lint_mode
 
     if jobs == 1 or small:
         for kind, chunk in tasks:
-            function, arguments = call(kind, chunk)
+            function, *arguments = call(kind, chunk)
             collect(kind, chunk, function(*arguments))
         return fresh, lint_fresh
     with _pool(jobs) as pool:
-        futures = {pool.submit(*_flatten(call(kind, chunk))): (kind, chunk) for kind, chunk in tasks}
+        futures = {pool.submit(*call(kind, chunk)): (kind, chunk) for kind, chunk in tasks}
         for future in as_completed(futures):
             collect(*futures[future], future.result())
     return fresh, lint_fresh
-
-
-def _flatten(call: tuple[Callable, tuple]) -> tuple:
-    function, arguments = call
-    return (function, *arguments)
 
 
 def _unlinted() -> dict[str, Any]:
