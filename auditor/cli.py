@@ -7,13 +7,18 @@ import sys
 from enum import Enum
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
 
 from auditor import __version__
 from auditor.errors import UserError
+
+if TYPE_CHECKING:  # imported by the commands that need them, to keep start-up fast
+    from auditor.config import AuditConfig, Thresholds
+    from auditor.gate import GateResult
+    from auditor.git_baseline import RefTarget
 
 app = typer.Typer(
     name="hepaudit",
@@ -54,7 +59,9 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]hepaudit:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    err.print(f"[bold red]hepaudit:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -286,27 +293,63 @@ def profile(
         fail(device["error"].splitlines()[0], 1)
 
 
-@app.command(epilog="Example:\n\n  hepaudit report audit.json --markdown summary.md")
+REPORT_EPILOG = """
+Examples:
+
+  hepaudit report audit.json --markdown summary.md
+
+  hepaudit report reports/20261126-1200/report.json --html report.html
+
+  hepaudit report history.json --html history.html     a saved `hepaudit history --json`
+
+Audit reports render as Markdown, run reports as Markdown or HTML, history reports as HTML.
+"""
+
+
+@app.command(epilog=REPORT_EPILOG)
 def report(
-    file: Annotated[Path, typer.Argument(help="A report saved with --json.")],
+    file: Annotated[Path, typer.Argument(help="A report saved with --json (audit, run or history).")],
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Also write it as Markdown to this file.")] = None,
+    html: Annotated[Optional[Path], typer.Option("--html", help="Also write it as a self-contained HTML page to this file.")] = None,
 ) -> None:
-    """Render a saved JSON report (of `audit` or `run`) again: console, and optionally Markdown."""
-    from auditor.render import console as console_renderer
-    from auditor.render import json_report, markdown as markdown_renderer
-    from auditor.render import run_console, run_markdown
+    """Render a saved JSON report (of `audit`, `run` or `history`) again: console, and optionally Markdown or HTML."""
+    from auditor.render import json_report
 
     try:
         data = json_report.load(file)
-        is_run = data["schema"] == "hepaudit.run"
-        if markdown is not None:
-            text = (run_markdown if is_run else markdown_renderer).render(data)
-            json_report.write_text(markdown, text, "Markdown report")
-        (run_console if is_run else console_renderer).render(data, Console())
+        renderers = _report_renderers(data["schema"])
+        for out, kind, what in ((markdown, "markdown", "Markdown report"), (html, "html", "HTML report")):
+            if out is not None:
+                json_report.write_text(out, _rendered(renderers, kind, data, file), what)
+        renderers["console"](data, Console())
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except (KeyError, TypeError) as exc:
         fail(f"{file} does not match the report schema (missing or wrong field {exc}).")
+
+
+def _report_renderers(schema: str) -> dict[str, Callable]:
+    """The renderers of a saved report by its schema: console, and markdown / html where there is one."""
+    if schema == "hepaudit.run":
+        from auditor.render import run_console, run_html, run_markdown
+
+        return {"console": run_console.render, "markdown": run_markdown.render, "html": run_html.render}
+    if schema == "hepaudit.history":
+        from auditor.render import history_console, history_html
+
+        return {"console": history_console.render, "html": history_html.render}
+    from auditor.render import console as console_renderer
+    from auditor.render import markdown as markdown_renderer
+
+    return {"console": console_renderer.render, "markdown": markdown_renderer.render}
+
+
+def _rendered(renderers: dict[str, Callable], kind: str, data: dict, file: Path) -> str:
+    if kind not in renderers:
+        what = data["schema"].removeprefix("hepaudit.")
+        others = " or ".join(k for k in ("markdown", "html") if k in renderers)
+        raise UserError(f"{file} is a {what} report, which has no {kind} rendering; use --{others}.")
+    return renderers[kind](data)
 
 
 CHECK_EPILOG = """
@@ -320,19 +363,32 @@ Examples:
 
   hepaudit check src --baseline main-audit.json     a saved `hepaudit audit --json` report as baseline
 
+  hepaudit check src --baseline-ref origin/main      src as it is on origin/main is the baseline
+
+  hepaudit check . --baseline-ref HEAD~1             what the last commit changed
+
 A function fails when it is above a threshold and is new, or got worse than in the baseline;
 functions already above a threshold that did not get worse pass. Functions are followed across
 moves and renames (same path and name, then the same body, then a unique name). Thresholds come
-from [tool.hepaudit.thresholds]. Run it with the same PATH as the baseline and from the same folder
-(paths are kept relative to it). --update-baseline writes the current functions as the new baseline
-and accepts whatever it lists. Exit codes: 0 pass, 1 regression found, 2 bad input.
+from \\[tool.hepaudit.thresholds], per folder from \\[\\[tool.hepaudit.overrides]] (the last matching
+override wins for each key it sets). Run it with the same PATH as the baseline and from the same
+folder (paths are kept relative to it). --update-baseline writes the current functions as the new
+baseline and accepts whatever it lists.
+
+--baseline-ref REF audits PATH as it is in the commit REF names: its files are read from git into
+a temporary folder (removed afterwards; the work tree, index and refs are not touched) and audited
+with the same settings and analysis cache. A shallow CI checkout must fetch REF first (e.g.
+actions/checkout with fetch-depth: 0). Symbolic links and submodules are not part of that baseline.
+Exit codes: 0 pass, 1 regression found, 2 bad input (missing path, unreadable baseline, unknown
+ref, PATH not in a git work tree).
 """
 
 
 @app.command(epilog=CHECK_EPILOG)
 def check(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to audit.", show_default=False)],
-    baseline: Annotated[Path, typer.Option("--baseline", "-b", help="Baseline file (written by --update-baseline) or a saved `hepaudit audit --json` report.", show_default=False)],
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", "-b", help="Baseline file (written by --update-baseline) or a saved `hepaudit audit --json` report.", show_default=False)] = None,
+    baseline_ref: Annotated[Optional[str], typer.Option("--baseline-ref", help="Git revision (origin/main, HEAD~1, a tag or sha) whose version of PATH is audited as the baseline, instead of --baseline; unchanged files come from the analysis cache.", show_default=False)] = None,
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write the current functions to --baseline and exit 0 (accepts the regressions listed).")] = False,
     sarif: Annotated[Optional[Path], typer.Option("--sarif", help="Write SARIF 2.1.0 (violations, then pre-existing debt as notes; at most 5,000 results).")] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Write JUnit XML: one test case per gated metric.")] = None,
@@ -348,56 +404,127 @@ def check(
     exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out files matching this gitignore-style pattern (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the offenders and the verdict.")] = False,
 ) -> None:
-    """Ratchet code quality against a baseline: fail on new or worse functions above a threshold."""
+    """Ratchet code quality against a baseline file or git revision: fail on new or worse functions above a threshold."""
     import time
 
-    from auditor import gate
-    from auditor.config import load_config, validate
-    from auditor.render import json_report
     from auditor.static.cache import default_cache_dir
-    from auditor.static.discovery import audit_root
-    from auditor.static.engine import run_audit
 
     started = time.perf_counter()
     out = Console()
     try:
-        for path in paths:
-            if not path.exists() and not path.is_symlink():
-                raise UserError(f"Path '{path}' does not exist.")
-        if update_baseline and not baseline.exists():
-            old_functions, old_limits = [], None
-        else:
-            old_functions, old_limits = gate.load_baseline(baseline)
-        settings = load_config(audit_root(paths), config)
-        changes: dict[str, object] = {"pylint": pylint.value}
-        if jobs is not None:
-            changes["jobs"] = jobs
-        if exclude:
-            changes["exclude"] = settings.exclude + tuple(exclude)
-        settings = validate(dataclasses.replace(settings, **changes))
+        source = _check_baseline(paths, baseline, baseline_ref, update_baseline)
+        settings = _check_settings(paths, config, pylint.value, jobs, exclude)
         cache = None if no_cache else (cache_dir or default_cache_dir())
-        report = run_audit(paths, settings, cache, progress=_progress_factory(not quiet))
-        if not report["files"]:
-            raise UserError(f"Nothing could be analysed under {', '.join(map(str, paths))}: no readable Python, C, C++, CUDA, HIP or SYCL files.")
-        if json_out is not None:
-            json_report.write_text(json_out, json_report.dumps(report), "JSON report")
-        limits = settings.thresholds
-        current = gate.functions_of_audit(report)
-        result = gate.compare(old_functions, current, limits, old_limits)
+        report = _check_audit(paths, settings, cache, quiet, json_out)
+        result = _check_result(source, report, settings, cache, None if quiet else out)
         _write_check_outputs(result, report,
                              {"sarif": sarif, "junit": junit, "gitlab": gitlab, "summary": summary,
                               "benchmark_json": benchmark_json},
-                             {"baseline": baseline, "accepting": update_baseline,
+                             {"baseline": source.label, "accepting": update_baseline,
                               "seconds": time.perf_counter() - started})
-        _print_check(out, result, baseline, report, quiet, update_baseline)
+        _print_check(out, result, source.label, report, quiet, update_baseline)
         if update_baseline:
-            json_report.write_text(baseline, gate.baseline_document(report, limits), "baseline")
-            out.print(f"Baseline written: {baseline} ({len(current)} functions).", highlight=False)
+            _write_baseline(out, source, report, settings.thresholds, result.compared)
             return
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     if not result.passed:
         raise typer.Exit(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BaselineSource:
+    """Where ``check`` takes its baseline from: a file (``path``) or a git revision (``ref``)."""
+
+    label: str  #: how the outputs name it: the file, or the ref and its commit
+    path: Optional[Path] = None
+    functions: tuple = ()  #: the functions of a baseline file
+    limits: Optional[Thresholds] = None  #: the thresholds recorded in a baseline file, when it has them
+    ref: Optional[RefTarget] = None
+
+
+def _check_baseline(paths: list[Path], baseline: Optional[Path], ref: Optional[str], updating: bool) -> _BaselineSource:
+    """Check PATH and the baseline options; read a baseline file, or find the git revision."""
+    from auditor import gate
+
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            raise UserError(f"Path '{path}' does not exist.")
+    if (baseline is None) == (ref is None):
+        raise UserError("Give the baseline as a file (--baseline FILE) or as a git revision (--baseline-ref REF)."
+                        if baseline is None else "Give either --baseline FILE or --baseline-ref REF, not both.")
+    if ref is not None:
+        return _ref_baseline(paths, ref, updating)
+    if updating and not baseline.exists():
+        return _BaselineSource(str(baseline), path=baseline)
+    functions, limits = gate.load_baseline(baseline)
+    return _BaselineSource(str(baseline), baseline, tuple(functions), limits)
+
+
+def _ref_baseline(paths: list[Path], ref: str, updating: bool) -> _BaselineSource:
+    from auditor.git_baseline import open_ref
+
+    if updating:
+        raise UserError("--update-baseline writes a baseline file, so it needs --baseline FILE, not --baseline-ref.")
+    target = open_ref(paths, ref)
+    return _BaselineSource(target.label, ref=target)
+
+
+def _check_settings(paths: list[Path], config: Optional[Path], pylint: str, jobs: Optional[int],
+                    exclude: Optional[list[str]]) -> AuditConfig:
+    """The audit settings of ``check``: the nearest configuration with the command-line options."""
+    from auditor.config import load_config, validate
+    from auditor.static.discovery import audit_root
+
+    settings = load_config(audit_root(paths), config)
+    changes: dict[str, object] = {"pylint": pylint}
+    if jobs is not None:
+        changes["jobs"] = jobs
+    if exclude:
+        changes["exclude"] = settings.exclude + tuple(exclude)
+    return validate(dataclasses.replace(settings, **changes))
+
+
+def _check_audit(paths: list[Path], settings: AuditConfig, cache: Optional[Path], quiet: bool,
+                 json_out: Optional[Path]) -> dict:
+    """The audit of the working tree, also written as JSON when asked for."""
+    from auditor.render import json_report
+    from auditor.static.engine import run_audit
+
+    report = run_audit(paths, settings, cache, progress=_progress_factory(not quiet))
+    if not report["files"]:
+        raise UserError(f"Nothing could be analysed under {', '.join(map(str, paths))}: no readable Python, C, C++, CUDA, HIP or SYCL files.")
+    if json_out is not None:
+        json_report.write_text(json_out, json_report.dumps(report), "JSON report")
+    return report
+
+
+def _check_result(source: _BaselineSource, report: dict, settings: AuditConfig, cache: Optional[Path],
+                  out: Optional[Console]) -> GateResult:
+    """The gate: the working tree's functions against the baseline's, each with its file's thresholds."""
+    from auditor import gate
+    from auditor.config import ThresholdLookup
+
+    functions = list(source.functions)
+    if source.ref is not None:
+        from auditor.git_baseline import audit_ref
+
+        found = audit_ref(source.ref, settings, cache, report["root"], _progress_factory(out is not None))
+        functions = list(found.functions)
+        if out is not None:
+            out.print(f"Baseline {source.label}: {found.files} source file(s), {found.cache_hits} from the analysis "
+                      f"cache, {len(functions)} functions.", highlight=False, markup=False, soft_wrap=True)
+    lookup = ThresholdLookup(settings)
+    return gate.compare(functions, gate.functions_of_audit(report), settings.thresholds, source.limits,
+                        limits_for=lambda f: lookup.for_file(gate.file_location(report["root"], f.path)))
+
+
+def _write_baseline(out: Console, source: _BaselineSource, report: dict, limits: Thresholds, count: int) -> None:
+    from auditor import gate
+    from auditor.render import json_report
+
+    json_report.write_text(source.path, gate.baseline_document(report, limits), "baseline")
+    out.print(f"Baseline written: {source.path} ({count} functions).", highlight=False)
 
 
 def _write_benchmark_json(path: Optional[Path], report: dict) -> None:
@@ -432,7 +559,7 @@ def _write_check_outputs(result, report: dict, paths: dict[str, Optional[Path]],
     _write_benchmark_json(paths.get("benchmark_json"), report)
 
 
-def _print_check(out: Console, result, baseline: Path, report: dict, quiet: bool, accepting: bool) -> None:
+def _print_check(out: Console, result, baseline: str, report: dict, quiet: bool, accepting: bool) -> None:
     """Offenders one per line (greppable in CI logs), then the verdict."""
     from rich.markup import escape
 

@@ -21,7 +21,8 @@ def _load(path: Path) -> dict[str, Any]:
 
     data = load(path)
     if data["schema"] != "hepaudit.run":
-        raise UserError(f"{path} is an audit report; compare takes two `hepaudit run` reports.")
+        kind = "an audit" if data["schema"] == "hepaudit.audit" else "a history"
+        raise UserError(f"{path} is {kind} report; compare takes two `hepaudit run` reports.")
     return data
 
 

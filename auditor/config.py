@@ -9,11 +9,14 @@ a ``%`` or an array of tables elsewhere cannot break hepaudit (both break radon'
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pathspec
 
 from auditor.errors import UserError
 
@@ -48,6 +51,25 @@ class Thresholds:
         return self.params_python if language == "Python" else self.params_cpp
 
 
+THRESHOLD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Thresholds))
+
+
+@dataclass(frozen=True)
+class ThresholdOverride:
+    """Thresholds for the files matching ``paths`` (one ``[[tool.hepaudit.overrides]]`` table).
+
+    ``paths`` are gitignore-style patterns relative to the configuration file's folder (``*.cu``
+    matches at any depth, ``legacy/`` or ``legacy/**`` everything below ``legacy``); ``limits``
+    holds only the ``(threshold name, limit)`` pairs this override sets.
+    """
+
+    paths: tuple[str, ...]
+    limits: tuple[tuple[str, int], ...]
+
+    def apply(self, thresholds: Thresholds) -> Thresholds:
+        return dataclasses.replace(thresholds, **dict(self.limits))
+
+
 @dataclass(frozen=True)
 class AuditConfig:
     """Settings of ``hepaudit audit``; every field can be set in ``[tool.hepaudit]``."""
@@ -60,7 +82,9 @@ class AuditConfig:
     jobs: int = 0  #: worker processes; 0 means one per available core
     top: int = 20  #: number of worst functions listed
     thresholds: Thresholds = field(default_factory=Thresholds)
-    #: Folder the include/exclude patterns are relative to (the config file's folder).
+    #: Per-folder thresholds, in file order; the last override that matches a file wins per key.
+    overrides: tuple[ThresholdOverride, ...] = ()
+    #: Folder the include/exclude/override patterns are relative to (the config file's folder).
     base_dir: str = "."
     #: Where the settings came from, for the report.
     source: str = "defaults"
@@ -89,40 +113,107 @@ def _type_name(value: Any) -> str:
 def parse_config(table: dict[str, Any], source: str, base_dir: str) -> AuditConfig:
     """Validate a ``[tool.hepaudit]`` table; raise UserError naming the first bad key."""
     prefix = "tool.hepaudit" if source.endswith("pyproject.toml") else "hepaudit"
+    known = set(_SCALARS) | set(_LISTS) | set(_TABLES) | set(_OTHER_KEYS)
     values: dict[str, Any] = {}
-    known = set(_SCALARS) | set(_LISTS) | {"thresholds"} | set(_OTHER_KEYS)
     for key, value in table.items():
-        where = f"'{prefix}.{key}' in {source}"
         if key not in known:
-            raise UserError(f"Unknown setting {where}; valid settings are: {', '.join(sorted(known))}.")
-        if key in _OTHER_KEYS:
-            continue
-        if key in _LISTS:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise UserError(f"Setting {where} must be a list of strings, not {_type_name(value)}.")
-            values[key] = tuple(value)
-        elif key == "thresholds":
-            values[key] = _parse_thresholds(value, prefix, source)
-        else:
-            expected, described = _SCALARS[key]
-            if isinstance(value, bool) or not isinstance(value, expected):
-                raise UserError(f"Setting {where} must be {described}, not {_type_name(value)}.")
-            values[key] = value
+            raise UserError(f"Unknown setting '{prefix}.{key}' in {source}; valid settings are: {', '.join(sorted(known))}.")
+        if key not in _OTHER_KEYS:
+            values[key] = _parse_value(key, value, f"{prefix}.{key}", source)
     config = AuditConfig(**values, base_dir=base_dir, source=source)
     return validate(config, source)
 
 
-def _parse_thresholds(value: Any, prefix: str, source: str) -> Thresholds:
-    if not isinstance(value, dict):
-        raise UserError(f"Setting '{prefix}.thresholds' in {source} must be a table, not {_type_name(value)}.")
-    names = {f.name for f in dataclasses.fields(Thresholds)}
-    for key, number in value.items():
-        where = f"'{prefix}.thresholds.{key}' in {source}"
-        if key not in names:
-            raise UserError(f"Unknown setting {where}; valid thresholds are: {', '.join(sorted(names))}.")
+def _parse_value(key: str, value: Any, name: str, source: str) -> Any:
+    """One known setting, checked for its type; ``name`` is its dotted name for messages."""
+    if key in _TABLES:
+        return _TABLES[key](value, name, source)
+    if key in _LISTS:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError(f"Setting '{name}' in {source} must be a list of strings, not {_type_name(value)}.")
+        return tuple(value)
+    expected, described = _SCALARS[key]
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise UserError(f"Setting '{name}' in {source} must be {described}, not {_type_name(value)}.")
+    return value
+
+
+def _threshold_limits(table: dict[str, Any], name: str, source: str, extra: tuple[str, ...] = ()) -> dict[str, int]:
+    """The threshold keys of ``table`` (keys in ``extra`` are left to the caller), checked."""
+    limits = {}
+    for key, number in table.items():
+        if key in extra:
+            continue
+        if key not in THRESHOLD_NAMES:
+            valid = ", ".join([*extra, *sorted(THRESHOLD_NAMES)])
+            raise UserError(f"Unknown setting '{name}.{key}' in {source}; valid keys are: {valid}.")
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise UserError(f"Setting {where} must be a positive integer, not {number!r}.")
-    return Thresholds(**value)
+            raise UserError(f"Setting '{name}.{key}' in {source} must be a positive integer, not {number!r}.")
+        limits[key] = number
+    return limits
+
+
+def _parse_thresholds(value: Any, name: str, source: str) -> Thresholds:
+    if not isinstance(value, dict):
+        raise UserError(f"Setting '{name}' in {source} must be a table, not {_type_name(value)}.")
+    return Thresholds(**_threshold_limits(value, name, source))
+
+
+def _parse_overrides(value: Any, name: str, source: str) -> tuple[ThresholdOverride, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise UserError(f"Setting '{name}' in {source} must be an array of tables ([[{name}]] with paths = [...] "
+                        f"and thresholds), not {_type_name(value)}.")
+    return tuple(_parse_override(item, f"{name}[{number}]", source) for number, item in enumerate(value, 1))
+
+
+def _parse_override(table: dict[str, Any], name: str, source: str) -> ThresholdOverride:
+    paths = table.get("paths")
+    if paths is None:
+        raise UserError(f"Setting '{name}' in {source} has no 'paths': give the files it applies to, "
+                        'e.g. paths = ["legacy/**"].')
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p.strip() for p in paths):
+        raise UserError(f"Setting '{name}.paths' in {source} must be a non-empty list of glob strings, not {paths!r}.")
+    try:
+        pathspec.GitIgnoreSpec.from_lines(paths)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"Setting '{name}.paths' in {source} holds a pattern that is not a valid glob: {exc}.") from None
+    limits = _threshold_limits(table, name, source, extra=("paths",))
+    if not limits:
+        raise UserError(f"Setting '{name}' in {source} sets no threshold; add one of {', '.join(THRESHOLD_NAMES)}.")
+    return ThresholdOverride(tuple(paths), tuple(limits.items()))
+
+
+_TABLES = {"thresholds": _parse_thresholds, "overrides": _parse_overrides}
+
+
+class ThresholdLookup:
+    """The thresholds of each file: ``[tool.hepaudit.thresholds]``, then every override whose
+    patterns match the file's path relative to the configuration file's folder, in order (so the
+    last matching override wins for each key it sets). Files outside that folder get the defaults."""
+
+    def __init__(self, config: AuditConfig):
+        self.default = config.thresholds
+        self.base = os.path.realpath(config.base_dir)
+        self.rules = [(pathspec.GitIgnoreSpec.from_lines(o.paths), o) for o in config.overrides]
+        self._known: dict[str, Thresholds] = {}
+
+    def for_file(self, path: str) -> Thresholds:
+        """``path`` is absolute or relative to the current folder."""
+        if not self.rules:
+            return self.default
+        if path not in self._known:
+            self._known[path] = self._resolve(os.path.relpath(os.path.realpath(path), self.base))
+        return self._known[path]
+
+    def _resolve(self, rel: str) -> Thresholds:
+        limits = self.default
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+            return limits
+        rel = Path(rel).as_posix()
+        for spec, override in self.rules:
+            if spec.match_file(rel):
+                limits = override.apply(limits)
+        return limits
 
 
 def validate(config: AuditConfig, source: str = "the command line") -> AuditConfig:

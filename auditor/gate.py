@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import posixpath
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from auditor.config import Thresholds
 from auditor.errors import UserError
@@ -121,11 +122,21 @@ def _ordered(findings: Iterable[Finding]) -> list[Finding]:
 # --- reading reports and baselines -------------------------------------------------------------
 
 
+def _prefixed(root: str) -> bool:
+    """Whether report paths are shown with the report's root in front (a root below the working folder)."""
+    return not (not root or root == "." or Path(root).is_absolute() or root.startswith(".."))
+
+
 def _located(root: str, rel: str) -> str:
     """A report path relative to the working folder when the report's root is relative to it."""
-    if not root or root == "." or Path(root).is_absolute() or root.startswith(".."):
+    if not _prefixed(root):
         return rel
     return posixpath.normpath(posixpath.join(Path(root).as_posix(), rel))
+
+
+def file_location(root: str, path: str) -> str:
+    """The absolute path of a :class:`Function`'s file, from ``path`` and its report's root."""
+    return os.path.abspath(path if _prefixed(root) else os.path.join(root, path))
 
 
 def functions_of_audit(report: dict[str, Any]) -> list[Function]:
@@ -257,39 +268,61 @@ def match(baseline: Sequence[Function], current: Sequence[Function]) -> dict[int
 # --- the gate ----------------------------------------------------------------------------------
 
 
+def _finding(rule: Rule, function: Function, before: Function | None, was: str | None,
+             limits: Thresholds) -> Finding | None:
+    """The finding of ``function`` on ``rule``, or None when it is not above its threshold."""
+    new = function.metrics.get(rule.metric)
+    limit = limit_for(rule.metric, function.language, limits)
+    if new is None or new <= limit:
+        return None
+    old = before.metrics.get(rule.metric) if before is not None else None
+    if old is None:
+        status = "new"
+    elif new > old:
+        status = "worse"
+    else:
+        status = "unchanged" if new == old else "better"
+    return Finding(rule, function, new, old, limit, status, was)
+
+
+def _threshold_changes(limits: Thresholds, baseline_limits: Thresholds | None) -> list[str]:
+    if baseline_limits is None:
+        return []
+    return [f"{name} {getattr(baseline_limits, name)} -> {value}"
+            for name, value in dataclasses.asdict(limits).items() if getattr(baseline_limits, name) != value]
+
+
+def _was(before: Function | None, function: Function) -> str | None:
+    """The baseline's label of a function that was moved or renamed, else None."""
+    if before is None or (before.path, before.qualified_name) == (function.path, function.qualified_name):
+        return None
+    return before.label
+
+
+def _findings(function: Function, before: Function | None, limits: Thresholds) -> list[Finding]:
+    was = _was(before, function)
+    return [f for f in (_finding(rule, function, before, was, limits) for rule in RULES) if f is not None]
+
+
+#: Finding statuses that fail the gate; the others are pre-existing debt.
+FAILING = ("new", "worse")
+
+
 def compare(baseline: Sequence[Function], current: Sequence[Function], limits: Thresholds,
-            baseline_limits: Thresholds | None = None) -> GateResult:
-    """Violations (new or worse, and above the threshold) and passing debt of ``current``."""
+            baseline_limits: Thresholds | None = None, *,
+            limits_for: Callable[[Function], Thresholds] | None = None) -> GateResult:
+    """Violations (new or worse, and above the threshold) and passing debt of ``current``.
+
+    ``limits`` are the thresholds of every function unless ``limits_for`` gives those of its file
+    (per-folder overrides); ``baseline_limits``, when known, are compared with ``limits``.
+    """
     pairs = match(baseline, current)
-    violations: list[Finding] = []
-    debt: list[Finding] = []
-    moved = []
+    findings: list[Finding] = []
     for index, function in enumerate(current):
         before = baseline[pairs[index]] if index in pairs else None
-        was = None
-        if before is not None and (before.path, before.qualified_name) != (function.path, function.qualified_name):
-            was = before.label
-            moved.append((before.label, function.label))
-        for rule in RULES:
-            new = function.metrics.get(rule.metric)
-            if new is None:
-                continue
-            limit = limit_for(rule.metric, function.language, limits)
-            if new <= limit:
-                continue
-            old = before.metrics.get(rule.metric) if before is not None else None
-            if before is None or old is None:
-                violations.append(Finding(rule, function, new, None if before is None else old, limit, "new", was))
-            elif new > old:
-                violations.append(Finding(rule, function, new, old, limit, "worse", was))
-            else:
-                debt.append(Finding(rule, function, new, old, limit, "unchanged" if new == old else "better", was))
-    changes = []
-    if baseline_limits is not None:
-        for name, value in dataclasses.asdict(limits).items():
-            recorded = getattr(baseline_limits, name)
-            if recorded != value:
-                changes.append(f"{name} {recorded} -> {value}")
-    return GateResult(violations=_ordered(violations), debt=_ordered(debt), compared=len(current),
-                      matched=len(pairs), moved=sorted(moved), removed=len(baseline) - len(pairs),
-                      threshold_changes=changes)
+        findings += _findings(function, before, limits if limits_for is None else limits_for(function))
+    moved = [(baseline[old].label, current[new].label) for new, old in pairs.items() if _was(baseline[old], current[new])]
+    return GateResult(violations=_ordered(f for f in findings if f.status in FAILING),
+                      debt=_ordered(f for f in findings if f.status not in FAILING),
+                      compared=len(current), matched=len(pairs), moved=sorted(moved),
+                      removed=len(baseline) - len(pairs), threshold_changes=_threshold_changes(limits, baseline_limits))

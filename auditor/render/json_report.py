@@ -11,7 +11,8 @@ from auditor.errors import UserError
 
 SCHEMA_FILE = "audit-report.schema.json"
 RUN_SCHEMA_FILE = "run-report.schema.json"
-KNOWN_SCHEMAS = ("hepaudit.audit", "hepaudit.run")
+HISTORY_SCHEMA_FILE = "history-report.schema.json"
+KNOWN_SCHEMAS = ("hepaudit.audit", "hepaudit.run", "hepaudit.history")
 
 
 def schema(name: str = SCHEMA_FILE) -> dict[str, Any]:
@@ -34,7 +35,7 @@ def write_text(path: Path, text: str, what: str) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
-    """Read a saved audit report; UserError when it is not one."""
+    """Read a saved audit, run or history report; UserError when it is not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -42,7 +43,7 @@ def load(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not a JSON file: {exc}.") from None
     if not isinstance(data, dict) or data.get("schema") not in KNOWN_SCHEMAS:
-        raise UserError(f"{path} is not a hepaudit report (audit or run).")
+        raise UserError(f"{path} is not a hepaudit report (audit, run or history).")
     major = str(data.get("schema_version", "")).split(".")[0]
     if major != "1":
         raise UserError(f"{path} has report schema version {data.get('schema_version')!r}; this hepaudit reads 1.x.")

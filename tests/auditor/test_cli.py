@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from auditor.cli import app
+from auditor.config import ThresholdLookup, ThresholdOverride, Thresholds, load_config
 from auditor.render.json_report import schema
 from tests.auditor.conftest import write
 
@@ -147,7 +148,58 @@ def test_module_entry_point_and_version() -> None:
 
 
 def test_settings_hepaudit_does_not_support_are_refused(tree: Path) -> None:
-    # Per-folder overrides are not implemented: silently ignoring them would mislead.
-    write(tree, "pyproject.toml", '[[tool.hepaudit.overrides]]\npaths = ["src/**"]\nccn_cpp = 30\n')
+    # Keys that nothing reads are refused: silently ignoring them would mislead.
+    write(tree, "pyproject.toml", '[tool.hepaudit]\nscheduler = "slurm"\n')
     result = audit(str(tree))
-    assert result.exit_code == 2 and "Unknown setting 'tool.hepaudit.overrides'" in result.output
+    assert result.exit_code == 2 and "Unknown setting 'tool.hepaudit.scheduler'" in result.output
+
+
+OVERRIDES = """[tool.hepaudit.thresholds]
+ccn_python = 8
+nloc = 50
+
+[[tool.hepaudit.overrides]]
+paths = ["legacy/", "*.cu"]
+ccn_python = 30
+ccn_cpp = 30
+
+[[tool.hepaudit.overrides]]
+paths = ["legacy/keep/**"]
+ccn_python = 12
+"""
+
+
+def test_overrides_last_match_wins_per_key_relative_to_the_config_folder(tmp_path: Path) -> None:
+    write(tmp_path, "proj/pyproject.toml", OVERRIDES)
+    settings = load_config(tmp_path / "proj" / "src")
+    assert settings.overrides[0] == ThresholdOverride(("legacy/", "*.cu"), (("ccn_python", 30), ("ccn_cpp", 30)))
+    lookup = ThresholdLookup(settings)
+    proj = tmp_path / "proj"
+    assert lookup.for_file(str(proj / "src/a.py")) == Thresholds(ccn_python=8, nloc=50)
+    assert lookup.for_file(str(proj / "legacy/old/a.py")) == Thresholds(ccn_python=30, ccn_cpp=30, nloc=50)
+    assert lookup.for_file(str(proj / "src/kernels/k.cu")).ccn_cpp == 30
+    # Both overrides match: the later one sets ccn_python, the earlier one's ccn_cpp stays.
+    assert lookup.for_file(str(proj / "legacy/keep/a.py")) == Thresholds(ccn_python=12, ccn_cpp=30, nloc=50)
+    # Patterns are relative to the configuration file's folder, not to the current one.
+    assert lookup.for_file(str(tmp_path / "legacy/a.py")) == Thresholds(ccn_python=8, nloc=50)
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[[tool.hepaudit.overrides]]\nccn_python = 12\n', "Setting 'tool.hepaudit.overrides[1]' in"),
+    ('[[tool.hepaudit.overrides]]\npaths = ["a/"]\nccn_python = 12\n[[tool.hepaudit.overrides]]\n'
+     'paths = ["b/"]\nccn_pyton = 12\n', "Unknown setting 'tool.hepaudit.overrides[2].ccn_pyton' in"),
+    ('[[tool.hepaudit.overrides]]\npaths = "a/"\nccn_python = 12\n', "'tool.hepaudit.overrides[1].paths'"),
+    ('[[tool.hepaudit.overrides]]\npaths = []\nccn_python = 12\n', "must be a non-empty list of glob strings"),
+    ('[[tool.hepaudit.overrides]]\npaths = ["a/"]\nnloc = "long"\n',
+     "'tool.hepaudit.overrides[1].nloc' in"),
+    ('[[tool.hepaudit.overrides]]\npaths = ["a/"]\nnesting = 0\n', "must be a positive integer, not 0"),
+    ('[[tool.hepaudit.overrides]]\npaths = ["a/"]\n', "sets no threshold"),
+    ('[tool.hepaudit]\noverrides = {paths = ["a/"]}\n', "must be an array of tables ([[tool.hepaudit.overrides]]"),
+])
+def test_bad_overrides_name_the_key_and_the_file(table: str, message: str, tree: Path) -> None:
+    write(tree, "pyproject.toml", table)
+    result = audit(str(tree))
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text and "pyproject.toml" in "".join(text.split())
+    assert "Traceback" not in result.output

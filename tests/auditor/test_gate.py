@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from auditor.cli import app
 from auditor.config import Thresholds
-from auditor.gate import Function, compare, load_baseline, match
+from auditor.gate import Function, compare, file_location, load_baseline, match
 from auditor.errors import UserError
 from auditor.static.clike_metrics import analyze_clike
 from auditor.static.python_metrics import analyze_python
@@ -82,6 +82,26 @@ def test_violations_are_ordered_worst_first() -> None:
     current = [fn("mild", body="1", ccn=11), fn("awful", body="2", ccn=40), fn("long", body="3", nloc=150)]
     result = compare([], current, LIMITS)
     assert [v.function.qualified_name for v in result.violations] == ["awful", "long", "mild"]
+
+
+def test_per_file_limits_decide_and_are_reported() -> None:
+    lenient = Thresholds(ccn_python=20)
+    current = [fn("tangled", path="legacy/a.py", body="1", ccn=15), fn("fresh", path="src/b.py", body="2", ccn=15)]
+    result = compare([], current, LIMITS, limits_for=lambda f: lenient if f.path.startswith("legacy/") else LIMITS)
+    assert [(v.function.qualified_name, v.limit) for v in result.violations] == [("fresh", 10)]
+    # Debt keeps its own file's limit too.
+    strict = compare([fn("tangled", path="legacy/a.py", body="1", ccn=15)], current, lenient,
+                     limits_for=lambda f: Thresholds(ccn_python=12) if f.path.startswith("legacy/") else lenient)
+    assert [(d.function.qualified_name, d.limit, d.status) for d in strict.debt] == [("tangled", 12, "unchanged")]
+    assert strict.violations == []
+
+
+def test_file_location_follows_the_report_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert file_location("src", "src/pkg/a.py") == str(tmp_path / "src/pkg/a.py")
+    assert file_location(".", "pkg/a.py") == str(tmp_path / "pkg/a.py")
+    assert file_location("/elsewhere/repo", "pkg/a.py") == "/elsewhere/repo/pkg/a.py"
+    assert file_location("../up", "a.py") == str(tmp_path.parent / "up/a.py")
 
 
 # --- body hashes --------------------------------------------------------------------------------

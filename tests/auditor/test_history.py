@@ -7,6 +7,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from auditor.cli import app
 from auditor.errors import UserError
 from auditor.history import Storage, parse_cat_file, run_history, shallow_state
 from auditor.render.history_console import sparkline
+from auditor.render.json_report import HISTORY_SCHEMA_FILE, schema
 from auditor.static import engine
 from tests.auditor.conftest import git, write
 
@@ -212,3 +214,39 @@ def test_last_commit_agrees_with_audit_aggregates(repo: Path, config, tmp_path: 
             assert last[scope][name]["mi_median"] == (group["mi"]["median"] if "mi" in group else None)
     assert {k: last["total"][k] for k in keys} == {k: summary["total"][k] for k in keys}
     assert last["total"]["functions_over_any_threshold"] == summary["total"]["functions_over_any_threshold"]
+
+
+def test_history_json_follows_its_schema_and_renders_again(repo: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "h.json"
+    made = CliRunner().invoke(app, ["history", str(repo), "-n", "4", "--db", str(tmp_path / "h.sqlite"),
+                                    "--cache-dir", str(tmp_path / "cache"), "--jobs", "1", "-q", "--json", str(saved)])
+    assert made.exit_code == 0, made.output
+    data = json.loads(saved.read_text())
+    validator = jsonschema.Draft202012Validator(schema(HISTORY_SCHEMA_FILE), format_checker=jsonschema.FormatChecker())
+    validator.validate(data)
+    assert [c["total"]["functions"] for c in data["commits"]] == [2, 4, 4, 2]
+
+    page = tmp_path / "again.html"
+    again = CliRunner().invoke(app, ["report", str(saved), "--html", str(page)], terminal_width=160)
+    assert again.exit_code == 0, again.output
+    assert "Trend per sub-project" in again.output and "4 commits" in again.output
+    assert page.read_text().count("<svg") >= 3
+    markdown = CliRunner().invoke(app, ["report", str(saved), "--markdown", str(tmp_path / "h.md")])
+    assert markdown.exit_code == 2 and "history report, which has no markdown rendering; use --html" in \
+        " ".join(markdown.output.split())
+    compare = CliRunner().invoke(app, ["compare", str(saved), str(saved)])
+    assert compare.exit_code == 2 and "is a history report" in compare.output
+
+
+def test_history_schema_rejects_what_renderers_cannot_read(repo: Path, config, tmp_path: Path) -> None:
+    report = _run(repo, config, tmp_path, count=2)
+    validator = jsonschema.Draft202012Validator(schema(HISTORY_SCHEMA_FILE))
+    validator.validate(json.loads(json.dumps(report)))
+    broken = json.loads(json.dumps(report))
+    del broken["commits"][0]["total"]["mean_ccn"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
+    broken = json.loads(json.dumps(report))
+    broken["commits"][1]["sha"] = "HEAD"
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate(broken)
