@@ -1,0 +1,257 @@
+"""The DQM experiment end to end: generate runs, train the LSTM and xLSTM autoencoders on good
+windows, distil a student that predicts the LSTM teacher's log-loss, evaluate every score on
+held-out runs, measure cost (parameters, MACs, batch-1 and batch-1024 CPU latency), test
+continual learning (proton–proton, then heavy-ion), and write JSON, plots and weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from reference.dqm import evaluate
+from reference.dqm.data import DatasetConfig, GeneratorConfig, Standardiser, Windows, generate_dataset, make_windows, split_runs
+from reference.dqm.io import write_runs
+from reference.dqm.macs import count_macs
+from reference.dqm.models import build_model, latency, per_feature_error, resolve_device, save_model
+from reference.dqm.train import TrainConfig, log_loss, predict, train_autoencoder, train_student
+
+RESULT_FORMAT = "hepaudit.dqm.experiment"
+RESULT_VERSION = 1
+Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What the experiment generates and trains. Sizes in runs and lumiblocks (LBs)."""
+
+    runs: int = 60  #: proton–proton runs of 300–1000 LBs, split 60/20/20 by run
+    heavy_ion_runs: int = 24  #: heavy-ion runs for the continual-learning step (0: skip it)
+    window: int = 32  #: LBs per window
+    train_stride: int = 2  #: LBs between training windows (test and validation use 1)
+    severity: float = 1.0  #: anomaly severity (1.0 = the documented default sizes)
+    seed: int = 0
+    models: tuple = ("lstm", "xlstm")  #: autoencoders to train; the first is the student's teacher
+    student: bool = True
+    train: TrainConfig = TrainConfig()
+    student_train: TrainConfig = TrainConfig(epochs=60, patience=8)
+    persistence: int = 3  #: consecutive windows for the persistent alarm
+    latency_repeats: int = 200
+    model_options: dict = field(default_factory=dict)  #: per model name, options for build_model
+
+    def __post_init__(self):
+        if self.runs < 5:
+            raise ValueError(f"the experiment needs at least 5 runs (train, validation and test), not {self.runs}.")
+        if not self.models:
+            raise ValueError("the experiment needs at least one autoencoder model.")
+
+
+@dataclass
+class _Split:
+    windows: Windows
+    x: np.ndarray
+
+
+@dataclass
+class _Data:
+    standardiser: Standardiser
+    train: _Split
+    val: _Split
+    test: _Split
+
+
+def _windows(runs, standardiser: Standardiser, window: int, stride: int) -> _Split:
+    w = make_windows(runs, length=window, stride=stride)
+    return _Split(w, standardiser.transform(w.x))
+
+
+def prepare_data(config: ExperimentConfig, mode: str = "pp", n_runs: int | None = None) -> tuple[_Data, list]:
+    """Generate runs, split them by run, fit the standardiser on good training LBs, cut windows."""
+    generator = GeneratorConfig(mode=mode)
+    runs = generate_dataset(DatasetConfig(n_runs=n_runs or config.runs, severity=config.severity,
+                                          seed=config.seed + (0 if mode == "pp" else 1000), generator=generator))
+    train, val, test = split_runs(runs, seed=config.seed)
+    standardiser = Standardiser.fit_runs(train)
+    data = _Data(standardiser, _windows(train, standardiser, config.window, config.train_stride),
+                 _windows(val, standardiser, config.window, 1), _windows(test, standardiser, config.window, 1))
+    return data, runs
+
+
+def _good(split: _Split) -> np.ndarray:
+    return split.x[split.windows.label == 0]
+
+
+def _feature_error(model, x: np.ndarray, device) -> np.ndarray:
+    import torch  # pylint: disable=import-outside-toplevel
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), 4096):
+            batch = torch.as_tensor(x[start:start + 4096], device=resolve_device(device))
+            out.append(per_feature_error(model, batch).cpu().numpy())
+    return np.concatenate(out)
+
+
+def _score_report(scores: dict, data: _Data, persistence: int) -> dict:
+    """Threshold from good validation windows, then every test figure of merit."""
+    threshold = evaluate.threshold_at(scores["val"][evaluate.good_mask(data.val.windows)])
+    return evaluate.evaluate_scores(scores["test"], data.test.windows, threshold, persistence)
+
+
+def _cost(model, window: int, repeats: int) -> dict:
+    macs = count_macs(model, (1, window, 16))
+    return {"parameters": int(sum(p.numel() for p in model.parameters())), "macs_per_window": macs.to_dict(),
+            "cpu_latency_batch1": latency(model, batch=1, repeats=repeats, device="cpu", window=window),
+            "cpu_latency_batch1024": latency(model, batch=1024, repeats=max(5, repeats // 20), device="cpu",
+                                             window=window)}
+
+
+def train_teacher(name: str, data: _Data, config: ExperimentConfig, step: Step) -> tuple:
+    """Train one autoencoder; returns (model, its result dict, per-split scores)."""
+    model = build_model(name, 16, config.window, **config.model_options.get(name, {}))
+    history = train_autoencoder(model, _good(data.train), _good(data.val), config.train,
+                                progress=lambda e, n, tr, va: step(f"{name}: epoch {e}/{n}, loss {tr:.4f} / {va:.4f}"))
+    scores = {split: predict(model, getattr(data, split).x) for split in ("train", "val", "test")}
+    result = {"history": history.to_dict(), "evaluation": _score_report(scores, data, config.persistence)}
+    alarm = scores["test"] > result["evaluation"]["threshold"]
+    result["attribution"] = evaluate.attribution(_feature_error(model, data.test.x, config.train.device),
+                                                 data.test.windows, alarm)
+    return model, result, scores
+
+
+def train_distilled_student(teacher_scores: dict, data: _Data, config: ExperimentConfig, step: Step) -> tuple:
+    """Student regressing log(teacher loss) on all training windows (outlier exposure)."""
+    student = build_model("student", 16, config.window, **config.model_options.get("student", {}))
+    targets = {split: log_loss(teacher_scores[split]) for split in ("train", "val", "test")}
+    history = train_student(student, (data.train.x, targets["train"]), (data.val.x, targets["val"]),
+                            config.student_train,
+                            progress=lambda e, n, tr, va: step(f"student: epoch {e}/{n}, loss {tr:.4f} / {va:.4f}"))
+    scores = {split: predict(student, getattr(data, split).x) for split in ("val", "test")}
+    result = {"history": history.to_dict(), "evaluation": _score_report(scores, data, config.persistence)}
+    return student, result, scores, targets
+
+
+def continual(model, name: str, pp: _Data, config: ExperimentConfig, step: Step) -> dict:
+    """Fine-tune a pp-trained autoencoder on heavy-ion good windows; the pp AUC it loses is the
+    catastrophic forgetting. Heavy-ion windows use their own standardiser."""
+    hi, _ = prepare_data(config, mode="heavy_ion", n_runs=config.heavy_ion_runs)
+    before = _score_report({s: predict(model, getattr(pp, s).x) for s in ("val", "test")}, pp, config.persistence)
+    tuned = copy.deepcopy(model)
+    history = train_autoencoder(tuned, _good(hi.train), _good(hi.val), config.train,
+                                progress=lambda e, n, tr, va: step(f"{name} heavy-ion: epoch {e}/{n}"))
+    after_pp = _score_report({s: predict(tuned, getattr(pp, s).x) for s in ("val", "test")}, pp, config.persistence)
+    after_hi = _score_report({s: predict(tuned, getattr(hi, s).x) for s in ("val", "test")}, hi, config.persistence)
+    return {"pp_macro_auc_before": before["auc"]["macro"], "pp_macro_auc_after": after_pp["auc"]["macro"],
+            "pp_auc_lost": before["auc"]["macro"] - after_pp["auc"]["macro"],
+            "heavy_ion_auc_after": after_hi["auc"], "history": history.to_dict()}
+
+
+def _plot_roc(ax, name: str, by_kind: dict, auc: dict) -> None:
+    for kind, (fpr, tpr) in by_kind.items():
+        ax.plot(fpr, tpr, label=f"{kind} (AUC {auc[kind]:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xscale="log", xlim=(1e-4, 1), xlabel="false-alarm rate (good windows)", ylabel="detection efficiency",
+           title=f"{name}: ROC per anomaly type")
+    ax.legend(fontsize=8)
+
+
+def _plot_scores(ax, name: str, scored: tuple, threshold: float) -> None:
+    """Score histograms of good, anomalous and benign-control windows; autoencoder losses on a
+    log10 axis (the student already predicts a log)."""
+    s, w = scored
+    log_axis = name != "student"
+    values = np.log10(np.maximum(s, 1e-12)) if log_axis else s
+    for label, mask in (("good", evaluate.good_mask(w)), ("anomalous", w.label > 0),
+                        ("benign controls", (w.benign > 0) & (w.label == 0))):
+        if mask.any():
+            ax.hist(values[mask], bins=60, histtype="step", density=True, label=label)
+    ax.axvline(np.log10(threshold) if log_axis else threshold, color="red", ls="--", label="1% threshold")
+    ax.set(xlabel="log10 window loss" if log_axis else "predicted log loss", ylabel="density",
+           title=f"{name}: score distributions (test runs)")
+    ax.legend(fontsize=8)
+
+
+def _plots(out: Path, results: dict, curves: dict, scores: dict) -> list[str]:
+    """ROC curves and score distributions, one PNG per model."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    written = []
+    for name, by_kind in curves.items():
+        fig, (roc, hist) = plt.subplots(1, 2, figsize=(11, 4.5))
+        _plot_roc(roc, name, by_kind, results[name]["evaluation"]["auc"])
+        _plot_scores(hist, name, scores[name], results[name]["evaluation"]["threshold"])
+        fig.tight_layout()
+        path = out / f"{name}_roc_scores.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path.name)
+    return written
+
+
+def _config_dict(config: ExperimentConfig) -> dict:
+    data = asdict(config)
+    data["models"] = list(config.models)
+    return data
+
+
+def run_experiment(config: ExperimentConfig, out: Path, step: Step = lambda message: None) -> dict:
+    """Run everything and write ``results.json``, model weights, the standardiser, the runs
+    (HDF5) and the plots into ``out``; returns the results."""
+    out.mkdir(parents=True, exist_ok=True)
+    step("generating runs")
+    data, runs = prepare_data(config)
+    write_runs(out / "runs.h5", runs)
+    (out / "standardiser.json").write_text(json.dumps(data.standardiser.to_dict(), indent=1))
+    results, curves, scores, models = {}, {}, {}, {}
+    for name in config.models:
+        model, results[name], split_scores = train_teacher(name, data, config, step)
+        save_model(out / f"{name}.pt", model)
+        results[name]["cost"] = _cost(model, config.window, config.latency_repeats)
+        curves[name] = evaluate.roc_points(split_scores["test"], data.test.windows)
+        scores[name] = (split_scores["test"], data.test.windows)
+        models[name] = (model, split_scores)
+    if config.student:
+        teacher = config.models[0]
+        student, results["student"], student_scores, targets = train_distilled_student(models[teacher][1], data,
+                                                                                       config, step)
+        save_model(out / "student.pt", student)
+        results["student"]["teacher"] = teacher
+        results["student"]["cost"] = _cost(student, config.window, config.latency_repeats)
+        results["student"]["agreement"] = evaluate.student_agreement(
+            student_scores["test"], targets["test"], data.test.windows, results[teacher]["evaluation"]["auc"])
+        curves["student"] = evaluate.roc_points(student_scores["test"], data.test.windows)
+        scores["student"] = (student_scores["test"], data.test.windows)
+    if config.heavy_ion_runs > 0:
+        for name in config.models:
+            results[name]["continual"] = continual(models[name][0], name, data, config, step)
+    document = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "config": _config_dict(config),
+                "windows": {s: int(len(getattr(data, s).windows)) for s in ("train", "val", "test")},
+                "results": results}
+    document["plots"] = _plots(out, results, curves, scores)
+    (out / "results.json").write_text(json.dumps(document, indent=1, default=_json_default))
+    return document
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def quick_config(**changes) -> ExperimentConfig:
+    """A configuration small enough for tests and smoke runs (seconds, not minutes)."""
+    tiny = TrainConfig(epochs=2, batch_size=64, max_windows=512, patience=2)
+    base = ExperimentConfig(runs=6, heavy_ion_runs=5, window=16, train_stride=4, train=tiny,
+                            student_train=replace(tiny, epochs=3), latency_repeats=5,
+                            model_options={"lstm": {"hidden": 16, "latent": 8}})
+    return replace(base, **changes)
