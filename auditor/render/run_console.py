@@ -88,6 +88,23 @@ def _stage_table(chain: dict[str, Any]) -> Table:
     return table
 
 
+def _agreements(chain: dict[str, Any]) -> list[Table]:
+    """Matching rates at every tolerance per compared implementation, the gating one in bold
+    (no table when nothing was compared)."""
+    rows = run_tables.agreement_rows(chain)
+    if not rows:
+        return []
+    header = run_tables.agreement_header(chain)
+    table = Table(title="Matching rates against the reference device (lowest over the events)",
+                  box=box.SIMPLE_HEAVY, title_justify="left")
+    for name in header:
+        table.add_column(name, justify="left" if name in ("Stage", "Device") else "right")
+    for row in rows:
+        gate = header.index(row[-1]) if row[-1] in header[3:-1] else -1
+        table.add_row(*(Text(cell, style="bold" if i == gate else "") for i, cell in enumerate(row)))
+    return [table]
+
+
 def _transfers(chain: dict[str, Any]) -> Table | None:
     if not chain.get("transfers"):
         return None
@@ -132,6 +149,7 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
     parts: list[Any] = [_environment(report)]
     for chain in report["chains"]:
         parts.append(_stage_table(chain))
+        parts += _agreements(chain)
         carbon = run_tables.carbon_line(chain)
         if carbon:
             parts.append(Text(carbon, style="dim"))

@@ -23,6 +23,12 @@ def render(report: dict[str, Any]) -> str:
                   f"{chain['description']}. {chain['events']} events, parameters {chain['parameters']}; "
                   f"GPU: {chain['devices']['gpu']}.", ""]
         lines += _table(run_tables.STAGE_HEADER, run_tables.stage_rows(chain))
+        agreement = run_tables.agreement_rows(chain)
+        if agreement:
+            lines += ["#### Matching rates against the reference device", "",
+                      "Share of reference objects that some object of the device matches within each relative "
+                      "uncertainty, over the larger collection; the lowest over the events.", ""]
+            lines += _table(run_tables.agreement_header(chain), agreement)
         carbon = run_tables.carbon_line(chain)
         if carbon:
             lines += [carbon, ""]

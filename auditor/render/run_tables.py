@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from auditor.render.units import energy_text, seconds_text, size_text
@@ -23,11 +24,39 @@ def energy_cell_text(device: dict[str, Any] | None) -> str:
     return energy_text(value) if value else energy.get("status", "–")
 
 
+def rate_text(rate: float) -> str:
+    """A matching rate in percent, rounded down: only a full match reads 100.00 %."""
+    return f"{math.floor(rate * 1e4 + 1e-6) / 100:.2f} %"
+
+
 def agreement_text(device: dict[str, Any] | None) -> str:
     agreement = (device or {}).get("agreement")
     if not agreement or agreement.get("headline") is None:
         return "–"
-    return f"{agreement['rates'][agreement['headline']] * 100:.2f} % at {agreement['headline']}"
+    return f"{rate_text(agreement['rates'][agreement['headline']])} at {agreement['headline']}"
+
+
+def _agreements(chain: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(stage, device, agreement) of every implementation compared with its reference device."""
+    return [(stage["name"], device, data["agreement"]) for stage in chain["stages"]
+            for device, data in stage["devices"].items() if (data or {}).get("agreement")]
+
+
+def agreement_header(chain: dict[str, Any]) -> list[str]:
+    """Columns of the matching-rate table: one per label (tolerance) any comparator reported."""
+    labels = dict.fromkeys(label for _, _, agreement in _agreements(chain) for label in agreement["rates"])
+    return ["Stage", "Device", "Events", *labels, "Gate at"]
+
+
+def agreement_rows(chain: dict[str, Any]) -> list[list[str]]:
+    """Per compared implementation: its matching rate at every label (the lowest over the events,
+    as traccc prints 'Matching rate(s): ... at 0.01% uncertainty') and the label that gates it."""
+    labels = agreement_header(chain)[3:-1]
+    return [[stage, device.upper(), str(agreement.get("events", "–")),
+             *(rate_text(agreement["rates"][label]) if label in agreement["rates"] else "–"
+               for label in labels),
+             agreement.get("headline") or "–"]
+            for stage, device, agreement in _agreements(chain)]
 
 
 def quality_text(device: dict[str, Any] | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from auditor import Chain
+from reference.tracking.agreement import stage_comparators
 from reference.tracking.ambiguity import resolve_ambiguities
 from reference.tracking.chain import ChainConfig, _Clock, _measurements_from_event
 from reference.tracking.ckf import find_tracks, measurement_grid
@@ -79,4 +80,6 @@ def build_chain() -> Chain:
     chain.add_stage("ckf", ckf, inputs=["parameters", "seed_valid", "seeds", "spacepoints", "measurements"],
                     outputs=["candidates"])
     chain.add_stage("ambiguity", ambiguity, inputs=["candidates", "measurements"], outputs=["tracks"])
+    for stage, compare in stage_comparators().items():  # traccc's CPU-GPU matching rates per product
+        chain.comparator(stage)(compare)
     return chain
