@@ -110,12 +110,30 @@ def _progress_bar(label: str, epochs: int):
     return progress, advance
 
 
-def _teacher_targets(teacher: Path, x_by_split: dict, device: str) -> dict:
-    from reference.dqm.models import load_model
-    from reference.dqm.train import log_loss, predict
+def _teacher(path: Path, device: str):
+    """A trained autoencoder and its feature scale (from its side file)."""
+    import numpy as np
 
-    model = load_model(teacher, device)
-    return {name: log_loss(predict(model, x)) for name, x in x_by_split.items()}
+    from reference.dqm.models import load_model
+
+    meta = _read_sidecar(path)
+    if "feature_scale" not in meta:
+        raise ValueError(f"{path} is not an autoencoder trained by 'hepaudit dqm train' (no feature scale).")
+    return load_model(path, device), np.asarray(meta["feature_scale"])
+
+
+def _teacher_scores(model, scale, x):
+    from reference.dqm.evaluate import worst_feature
+    from reference.dqm.train import error_summary
+
+    return worst_feature(error_summary(model, x), scale)
+
+
+def _teacher_targets(teacher: Path, x_by_split: dict, device: str) -> dict:
+    from reference.dqm.train import log_loss
+
+    model, scale = _teacher(teacher, device)
+    return {name: log_loss(_teacher_scores(model, scale, x)) for name, x in x_by_split.items()}
 
 
 def _train(spec: dict, standardiser, windows: dict):
@@ -135,6 +153,15 @@ def _train(spec: dict, standardiser, windows: dict):
             good = {name: x[name][windows[name].label == 0] for name in x}
             history = train_autoencoder(model, good["train"], good["val"], config, advance)
     return model, history
+
+
+def _scale_of(model, standardiser, windows: dict) -> list:
+    """Feature scale of a trained autoencoder: its mean error per feature on good training windows."""
+    from reference.dqm.evaluate import feature_scale
+    from reference.dqm.train import error_summary
+
+    good = windows["train"].x[windows["train"].label == 0]
+    return feature_scale(error_summary(model, standardiser.transform(good))).tolist()
 
 
 @app.command("train", epilog=EXAMPLES)
@@ -159,6 +186,8 @@ def train(
         sidecar = {"standardiser": standardiser.to_dict(), "window": spec["window"], "split_seed": spec["seed"],
                    "data": str(data), "teacher": None if teacher is None else str(teacher),
                    "history": history.to_dict()}
+        if model != "student":
+            sidecar["feature_scale"] = _scale_of(trained, standardiser, windows)
         _sidecar(out).write_text(json.dumps(sidecar, indent=1))
     except _errors() as exc:
         _fail(str(exc))
@@ -175,12 +204,17 @@ def _evaluation(model_path: Path, data: Path, device: str) -> dict:
     meta = _read_sidecar(model_path)
     standardiser = Standardiser.from_dict(meta["standardiser"])
     _, windows = _prepared(data, meta["window"], meta["split_seed"])
-    model = load_model(model_path, device)
-    scores = {name: predict(model, standardiser.transform(windows[name].x)) for name in ("val", "test")}
+    x = {name: standardiser.transform(windows[name].x) for name in ("val", "test")}
+    if "feature_scale" in meta:
+        model, scale = _teacher(model_path, device)
+        scores = {name: _teacher_scores(model, scale, x[name]) for name in x}
+    else:
+        model = load_model(model_path, device)
+        scores = {name: predict(model, x[name]) for name in x}
     threshold = ev.threshold_at(scores["val"][ev.good_mask(windows["val"])])
     result = ev.evaluate_scores(scores["test"], windows["test"], threshold)
     if meta.get("teacher"):
-        targets = _teacher_targets(Path(meta["teacher"]), {"test": standardiser.transform(windows["test"].x)}, device)
+        targets = _teacher_targets(Path(meta["teacher"]), {"test": x["test"]}, device)
         teacher_auc = ev.auc_per_type(targets["test"], windows["test"])
         result["agreement"] = ev.student_agreement(scores["test"], targets["test"], windows["test"], teacher_auc)
     return result

@@ -2,6 +2,10 @@
 
 For one score per window (an autoencoder's reconstruction loss, or a student's prediction of it):
 
+Autoencoders score a window by its worst error channel (:func:`worst_feature`: each feature's
+mean and peak squared error over the window, in units of their 99th percentile on good training
+windows); the window MSE is reported next to it.
+
 - ROC-AUC per anomaly type: positives are the windows labelled with that type, negatives the
   good windows (no anomaly, no benign control) of the same test runs;
 - the alarm threshold at a false-alarm rate of 1 % on good *validation* windows (the 99th
@@ -26,6 +30,28 @@ from reference.dqm.data import ANOMALY_CODES, BENIGN_CODES, PARTITIONS, Windows
 
 FALSE_ALARM_RATE = 0.01
 LOCAL_TYPES = ("noise_burst", "hv_trip", "desync", "noisy_channel")
+
+
+def feature_scale(summary_good: np.ndarray, quantile: float = 0.99) -> np.ndarray:
+    """Per channel (time-mean and time-max error of each feature, see
+    ``train.error_summary``), the ``quantile`` of good windows: the unit of :func:`worst_feature`,
+    which makes every channel exceed 1 on the same share of good windows."""
+    if len(summary_good) == 0:
+        raise ValueError("the feature scale needs good windows; there are none.")
+    return np.maximum(np.quantile(summary_good, quantile, axis=0), 1e-12)
+
+
+def worst_feature(summary: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Anomaly score of a window: its largest reconstruction-error channel (a feature's mean or
+    peak squared error over the window) in units of that channel's good-window scale. A window
+    MSE dilutes an anomaly confined to one feature of one partition by the 16 features, and a
+    one-lumiblock burst by the 32 lumiblocks; this score does neither."""
+    return (summary / scale).reshape(len(summary), -1).max(axis=1)
+
+
+def per_feature(summary: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """(n, F) normalised error per feature (the larger of its two channels), for attribution."""
+    return (summary / scale).max(axis=1)
 
 
 def good_mask(windows: Windows) -> np.ndarray:

@@ -18,8 +18,8 @@ from reference.dqm import evaluate
 from reference.dqm.data import DatasetConfig, GeneratorConfig, Standardiser, Windows, generate_dataset, make_windows, split_runs
 from reference.dqm.io import write_runs
 from reference.dqm.macs import count_macs
-from reference.dqm.models import build_model, latency, per_feature_error, resolve_device, save_model
-from reference.dqm.train import TrainConfig, log_loss, predict, train_autoencoder, train_student
+from reference.dqm.models import build_model, latency, save_model
+from reference.dqm.train import TrainConfig, error_summary, log_loss, predict, train_autoencoder, train_student
 
 RESULT_FORMAT = "hepaudit.dqm.experiment"
 RESULT_VERSION = 1
@@ -30,7 +30,7 @@ Step = Callable[[str], None]
 class ExperimentConfig:
     """What the experiment generates and trains. Sizes in runs and lumiblocks (LBs)."""
 
-    runs: int = 60  #: proton–proton runs of 300–1000 LBs, split 60/20/20 by run
+    runs: int = 150  #: proton–proton runs of 300–1000 LBs, split 60/20/20 by run
     heavy_ion_runs: int = 24  #: heavy-ion runs for the continual-learning step (0: skip it)
     window: int = 32  #: LBs per window
     train_stride: int = 2  #: LBs between training windows (test and validation use 1)
@@ -38,8 +38,9 @@ class ExperimentConfig:
     seed: int = 0
     models: tuple = ("lstm", "xlstm")  #: autoencoders to train; the first is the student's teacher
     student: bool = True
-    train: TrainConfig = TrainConfig()
-    student_train: TrainConfig = TrainConfig(epochs=60, patience=8)
+    student_runs: int = 300  #: extra runs (labels unused) that the teacher scores for the student
+    train: TrainConfig = TrainConfig(epochs=30, patience=5)
+    student_train: TrainConfig = TrainConfig(epochs=60, patience=8, max_windows=100000, weight_decay=1e-4)
     persistence: int = 3  #: consecutive windows for the persistent alarm
     latency_repeats: int = 200
     model_options: dict = field(default_factory=dict)  #: per model name, options for build_model
@@ -86,15 +87,24 @@ def _good(split: _Split) -> np.ndarray:
     return split.x[split.windows.label == 0]
 
 
-def _feature_error(model, x: np.ndarray, device) -> np.ndarray:
-    import torch  # pylint: disable=import-outside-toplevel
+@dataclass
+class TeacherScores:
+    """An autoencoder's error summaries per split (``train.error_summary``), their scale (99th
+    percentile on good training windows) and the window scores derived from them."""
 
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), 4096):
-            batch = torch.as_tensor(x[start:start + 4096], device=resolve_device(device))
-            out.append(per_feature_error(model, batch).cpu().numpy())
-    return np.concatenate(out)
+    errors: dict
+    scale: np.ndarray
+
+    @classmethod
+    def of(cls, model, data: _Data) -> "TeacherScores":
+        errors = {split: error_summary(model, getattr(data, split).x) for split in ("train", "val", "test")}
+        return cls(errors, evaluate.feature_scale(errors["train"][data.train.windows.label == 0]))
+
+    def worst(self) -> dict:
+        return {split: evaluate.worst_feature(e, self.scale) for split, e in self.errors.items()}
+
+    def mse(self) -> dict:
+        return {split: e[:, 0].mean(axis=1) for split, e in self.errors.items()}
 
 
 def _score_report(scores: dict, data: _Data, persistence: int) -> dict:
@@ -104,35 +114,62 @@ def _score_report(scores: dict, data: _Data, persistence: int) -> dict:
 
 
 def _cost(model, window: int, repeats: int) -> dict:
+    """Parameters, MACs per window and CPU latency (batch 1 on one thread, as an online monitor
+    would run it; batch 1024 on all threads)."""
+    import torch  # pylint: disable=import-outside-toplevel
+
     macs = count_macs(model, (1, window, 16))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = latency(model, batch=1, repeats=repeats, device="cpu", window=window)
+    finally:
+        torch.set_num_threads(threads)
     return {"parameters": int(sum(p.numel() for p in model.parameters())), "macs_per_window": macs.to_dict(),
-            "cpu_latency_batch1": latency(model, batch=1, repeats=repeats, device="cpu", window=window),
-            "cpu_latency_batch1024": latency(model, batch=1024, repeats=max(5, repeats // 20), device="cpu",
-                                             window=window)}
+            "cpu_latency_batch1_1thread": single,
+            "cpu_latency_batch1024": {**latency(model, batch=1024, repeats=max(5, repeats // 20), device="cpu",
+                                                window=window), "threads": threads}}
 
 
 def train_teacher(name: str, data: _Data, config: ExperimentConfig, step: Step) -> tuple:
-    """Train one autoencoder; returns (model, its result dict, per-split scores)."""
+    """Train one autoencoder; returns (model, its result dict, its TeacherScores)."""
     model = build_model(name, 16, config.window, **config.model_options.get(name, {}))
     history = train_autoencoder(model, _good(data.train), _good(data.val), config.train,
                                 progress=lambda e, n, tr, va: step(f"{name}: epoch {e}/{n}, loss {tr:.4f} / {va:.4f}"))
-    scores = {split: predict(model, getattr(data, split).x) for split in ("train", "val", "test")}
-    result = {"history": history.to_dict(), "evaluation": _score_report(scores, data, config.persistence)}
-    alarm = scores["test"] > result["evaluation"]["threshold"]
-    result["attribution"] = evaluate.attribution(_feature_error(model, data.test.x, config.train.device),
+    scored = TeacherScores.of(model, data)
+    result = {"history": history.to_dict(), "score": "worst feature", "feature_scale": scored.scale.tolist(),
+              "evaluation": _score_report(scored.worst(), data, config.persistence),
+              "evaluation_window_mse": _score_report(scored.mse(), data, config.persistence)}
+    alarm = scored.worst()["test"] > result["evaluation"]["threshold"]
+    result["attribution"] = evaluate.attribution(evaluate.per_feature(scored.errors["test"], scored.scale),
                                                  data.test.windows, alarm)
-    return model, result, scores
+    return model, result, scored
 
 
-def train_distilled_student(teacher_scores: dict, data: _Data, config: ExperimentConfig, step: Step) -> tuple:
-    """Student regressing log(teacher loss) on all training windows (outlier exposure)."""
+def _student_data(teacher, scored: TeacherScores, data: _Data, config: ExperimentConfig) -> tuple:
+    """Training windows for the student: the training split plus ``student_runs`` extra runs
+    (their labels are not used), with log(teacher score) as the target."""
+    x = [data.train.x]
+    if config.student_runs > 0:
+        extra = generate_dataset(DatasetConfig(n_runs=config.student_runs, severity=config.severity,
+                                               seed=config.seed + 500))
+        x.append(_windows(extra, data.standardiser, config.window, config.train_stride).x)
+    x = np.concatenate(x)
+    target = log_loss(evaluate.worst_feature(error_summary(teacher, x), scored.scale))
+    return x, target
+
+
+def train_distilled_student(teacher, scored: TeacherScores, data: _Data, config: ExperimentConfig,
+                            step: Step) -> tuple:
+    """Student regressing log(teacher score) (outlier exposure: the runs carry anomalies)."""
     student = build_model("student", 16, config.window, **config.model_options.get("student", {}))
-    targets = {split: log_loss(teacher_scores[split]) for split in ("train", "val", "test")}
-    history = train_student(student, (data.train.x, targets["train"]), (data.val.x, targets["val"]),
-                            config.student_train,
+    targets = {split: log_loss(score) for split, score in scored.worst().items()}
+    train_x, train_y = _student_data(teacher, scored, data, config)
+    history = train_student(student, (train_x, train_y), (data.val.x, targets["val"]), config.student_train,
                             progress=lambda e, n, tr, va: step(f"student: epoch {e}/{n}, loss {tr:.4f} / {va:.4f}"))
     scores = {split: predict(student, getattr(data, split).x) for split in ("val", "test")}
-    result = {"history": history.to_dict(), "evaluation": _score_report(scores, data, config.persistence)}
+    result = {"history": history.to_dict(), "training_windows": int(len(train_x)),
+              "evaluation": _score_report(scores, data, config.persistence)}
     return student, result, scores, targets
 
 
@@ -140,12 +177,12 @@ def continual(model, name: str, pp: _Data, config: ExperimentConfig, step: Step)
     """Fine-tune a pp-trained autoencoder on heavy-ion good windows; the pp AUC it loses is the
     catastrophic forgetting. Heavy-ion windows use their own standardiser."""
     hi, _ = prepare_data(config, mode="heavy_ion", n_runs=config.heavy_ion_runs)
-    before = _score_report({s: predict(model, getattr(pp, s).x) for s in ("val", "test")}, pp, config.persistence)
+    before = _score_report(TeacherScores.of(model, pp).worst(), pp, config.persistence)
     tuned = copy.deepcopy(model)
     history = train_autoencoder(tuned, _good(hi.train), _good(hi.val), config.train,
                                 progress=lambda e, n, tr, va: step(f"{name} heavy-ion: epoch {e}/{n}"))
-    after_pp = _score_report({s: predict(tuned, getattr(pp, s).x) for s in ("val", "test")}, pp, config.persistence)
-    after_hi = _score_report({s: predict(tuned, getattr(hi, s).x) for s in ("val", "test")}, hi, config.persistence)
+    after_pp = _score_report(TeacherScores.of(tuned, pp).worst(), pp, config.persistence)
+    after_hi = _score_report(TeacherScores.of(tuned, hi).worst(), hi, config.persistence)
     return {"pp_macro_auc_before": before["auc"]["macro"], "pp_macro_auc_after": after_pp["auc"]["macro"],
             "pp_auc_lost": before["auc"]["macro"] - after_pp["auc"]["macro"],
             "heavy_ion_auc_after": after_hi["auc"], "history": history.to_dict()}
@@ -171,7 +208,7 @@ def _plot_scores(ax, name: str, scored: tuple, threshold: float) -> None:
         if mask.any():
             ax.hist(values[mask], bins=60, histtype="step", density=True, label=label)
     ax.axvline(np.log10(threshold) if log_axis else threshold, color="red", ls="--", label="1% threshold")
-    ax.set(xlabel="log10 window loss" if log_axis else "predicted log loss", ylabel="density",
+    ax.set(xlabel="log10 score (worst feature)" if log_axis else "predicted log score", ylabel="density",
            title=f"{name}: score distributions (test runs)")
     ax.legend(fontsize=8)
 
@@ -212,15 +249,16 @@ def run_experiment(config: ExperimentConfig, out: Path, step: Step = lambda mess
     (out / "standardiser.json").write_text(json.dumps(data.standardiser.to_dict(), indent=1))
     results, curves, scores, models = {}, {}, {}, {}
     for name in config.models:
-        model, results[name], split_scores = train_teacher(name, data, config, step)
+        model, results[name], scored = train_teacher(name, data, config, step)
         save_model(out / f"{name}.pt", model)
         results[name]["cost"] = _cost(model, config.window, config.latency_repeats)
-        curves[name] = evaluate.roc_points(split_scores["test"], data.test.windows)
-        scores[name] = (split_scores["test"], data.test.windows)
-        models[name] = (model, split_scores)
+        test_scores = scored.worst()["test"]
+        curves[name] = evaluate.roc_points(test_scores, data.test.windows)
+        scores[name] = (test_scores, data.test.windows)
+        models[name] = (model, scored)
     if config.student:
         teacher = config.models[0]
-        student, results["student"], student_scores, targets = train_distilled_student(models[teacher][1], data,
+        student, results["student"], student_scores, targets = train_distilled_student(*models[teacher], data,
                                                                                        config, step)
         save_model(out / "student.pt", student)
         results["student"]["teacher"] = teacher
@@ -251,7 +289,7 @@ def _json_default(value):
 def quick_config(**changes) -> ExperimentConfig:
     """A configuration small enough for tests and smoke runs (seconds, not minutes)."""
     tiny = TrainConfig(epochs=2, batch_size=64, max_windows=512, patience=2)
-    base = ExperimentConfig(runs=6, heavy_ion_runs=5, window=16, train_stride=4, train=tiny,
+    base = ExperimentConfig(runs=6, heavy_ion_runs=5, student_runs=4, window=16, train_stride=4, train=tiny,
                             student_train=replace(tiny, epochs=3), latency_repeats=5,
                             model_options={"lstm": {"hidden": 16, "latent": 8}})
     return replace(base, **changes)

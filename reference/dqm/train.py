@@ -159,6 +159,21 @@ def predict(model: nn.Module, x: np.ndarray, batch_size: int = 4096, device=None
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
+@torch.no_grad()
+def error_summary(model: nn.Module, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """An autoencoder's squared reconstruction error per window and feature, summarised over
+    time two ways: (n, 2, F) with [:, 0] the mean over the window (persistent deviations) and
+    [:, 1] the maximum (transients such as one-lumiblock bursts)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = _tensor(x[start:start + batch_size], device)
+        error = (model(batch) - batch).square()
+        out.append(torch.stack([error.mean(dim=1), error.amax(dim=1)], dim=1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 2, x.shape[-1]), np.float32)
+
+
 def log_loss(loss: np.ndarray) -> np.ndarray:
     """The student's regression target: natural log of the teacher's window loss (floored at 1e-8)."""
     return np.log(np.maximum(loss, 1e-8)).astype(np.float32)

@@ -236,3 +236,21 @@ def test_audit_chain_stages_run_on_the_cpu_and_agree_with_themselves():
     assert relative_agreement(loss, loss.clone()).rate == 1.0
     shifted = relative_agreement(loss, loss * 1.003)
     assert shifted.rates["0.1%"] == 0.0 and shifted.rates["1%"] == 1.0
+
+
+def test_worst_feature_score_sees_anomalies_that_a_window_mse_dilutes():
+    rng = np.random.default_rng(5)
+    good = rng.chisquare(3, size=(2000, 2, 16)) / 3
+    scale = evaluate.feature_scale(good)
+    assert np.mean((good / scale).reshape(2000, -1) > 1, axis=0) == pytest.approx(np.full(32, 0.01), abs=0.006)
+    probe = rng.chisquare(3, size=(2, 2, 16)) / 3
+    probe[0, 0, 5] += 10.0  # a persistent deviation in one feature
+    probe[1, 1, 9] += 40.0  # a one-lumiblock spike in another
+    score = evaluate.worst_feature(probe, scale)
+    reference = np.quantile(evaluate.worst_feature(good, scale), 0.99)
+    assert np.all(score > reference)
+    mse = probe[:, 0].mean(axis=1)
+    assert np.mean(good[:, 0].mean(axis=1) > mse.min()) > 0.01  # the diluted MSE would hide one of them
+    assert evaluate.per_feature(probe, scale).argmax(axis=1).tolist() == [5, 9]
+    with pytest.raises(ValueError, match="good windows"):
+        evaluate.feature_scale(np.zeros((0, 2, 16)))
