@@ -784,15 +784,30 @@ def _window_labels(run: Run, starts: np.ndarray, length: int) -> tuple:
     return (np.asarray(_ANOMALY_CODE_LIST)[code_class], np.asarray(_BENIGN_CODE_LIST)[benign_class], partition)
 
 
+def _run_change_starts(run: Run, starts: np.ndarray, length: int) -> tuple:
+    """A monitor restarts at a run change, as at any new run: windows never span one. The
+    windows of the first ``length`` LBs after a change (new offsets from their first LB on) carry
+    the run_change benign code. Returns (kept starts, mask of run-change windows among them)."""
+    cuts = np.flatnonzero(run.benign == BENIGN_CODES["run_change"])
+    if cuts.size == 0:
+        return starts, np.zeros(starts.size, bool)
+    offset = starts[:, None] - cuts[None, :]
+    starts = starts[~((offset < 0) & (offset + length > 0)).any(axis=1)]
+    offset = starts[:, None] - cuts[None, :]
+    return starts, ((offset >= 0) & (offset < length)).any(axis=1)
+
+
 def _run_windows(run: Run, length: int, stride: int) -> tuple:
-    starts = np.arange(0, run.n_lb - length + 1, stride)
-    x = sliding_window_view(run.values, length, axis=0)[::stride].transpose(0, 2, 1)
+    starts, after_change = _run_change_starts(run, np.arange(0, run.n_lb - length + 1, stride), length)
+    x = sliding_window_view(run.values, length, axis=0)[starts].transpose(0, 2, 1)
     label, benign, partition = _window_labels(run, starts, length)
+    benign = np.where(after_change, BENIGN_CODES["run_change"], benign)
     return x, label, benign, partition, np.full(starts.size, run.run_number), starts
 
 
 def make_windows(runs, length: int = 32, stride: int = 1) -> Windows:
-    """All windows of ``length`` LBs every ``stride`` LBs in each run (runs shorter than ``length`` give none)."""
+    """All windows of ``length`` LBs every ``stride`` LBs in each run (runs shorter than ``length``
+    give none); windows do not span a run change (the monitor restarts there, as at a new run)."""
     _require([(int(length) >= 1 and int(stride) >= 1, f"Window length and stride must be at least 1, not {length} and {stride}.")])
     parts = [_run_windows(run, int(length), int(stride)) for run in runs if run.n_lb >= length]
     if not parts:

@@ -477,3 +477,14 @@ def test_non_hdf5_and_missing_files(tmp_path):
         dqm_io.read_runs(tmp_path / "absent.h5")
     with pytest.raises(DQMDataError, match="unique"):
         dqm_io.write_runs(tmp_path / "dup.h5", [_hand_run(), _hand_run()])
+
+
+def test_windows_do_not_span_a_run_change_and_the_new_run_windows_are_benign():
+    run = generate_run(GeneratorConfig(min_lb=400, max_lb=400), 7, 1)
+    changed = inject(run, "run_change", 100)
+    w = make_windows([changed], length=32)
+    assert not np.any((w.start > 68) & (w.start < 100))  # no window holds LBs of both sides
+    after = (w.start >= 100) & (w.start < 132)
+    assert np.all(w.benign[after] == BENIGN_CODES["run_change"])
+    assert np.all(w.benign[~after] == 0) and np.all(w.label == 0)
+    assert len(make_windows([run], length=32)) - len(w) == 31
