@@ -4,7 +4,7 @@
 Events are simulated (TrackML-like detector, pile-up ``pileup``); each stage is the function the
 ``reconstruct`` command runs, split at the products traccc's chain hands from one algorithm to
 the next: measurements, spacepoints, seeds, track parameters, track candidates, resolved tracks.
-The GPU implementations arrive with the GPU port; until then the placement is CPU-only.
+GPU implementations (``reference.tracking.gpu``) are registered for the stages ported so far.
 """
 
 from __future__ import annotations
@@ -25,20 +25,47 @@ from reference.tracking.spacepoints import form_spacepoints
 CONFIG = ChainConfig()
 
 
+class Geometry:
+    """The detector description, handed to the clusterization as it is: static geometry that
+    each device keeps (the GPU caches its own copy), not a per-event product to transfer."""
+
+    def __init__(self, detector):
+        self.detector = detector
+
+
+def _detector(geometry):
+    """The Detector inside a Geometry (a plain Detector is accepted as well)."""
+    return getattr(geometry, "detector", geometry)
+
+
 def make_events(parameters):
     """Simulated events with the detector as a shared product."""
     detector = build_generic_detector()
     planes = module_planes(detector)
     simulation = SimulationConfig(pileup=int(parameters["pileup"]))
+    geometry = Geometry(detector)
     for index in range(int(parameters["events"])):
         event = simulate_event(detector, simulation, seed=int(parameters["seed"]) + index, planes=planes)
-        yield {"event": event, "detector": detector}
+        yield {"event": event, "detector": geometry}
 
 
 def clusterization(event, detector):
     """Cells -> clusters -> measurements (from hits when the event has no cells)."""
-    measurements, _ = _measurements_from_event(event, detector, {}, _Clock({}, {}))
+    measurements, _ = _measurements_from_event(event, _detector(detector), {}, _Clock({}, {}))
     return measurements
+
+
+def clusterization_gpu(event, detector):
+    """The same on the device (numba.cuda connected-component labelling)."""
+    from reference.tracking.gpu.clusterization import clusterization_gpu as run
+
+    return run(event, _detector(detector))
+
+
+def spacepoints_gpu(measurements):
+    from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
+
+    return form_spacepoints_gpu(measurements)
 
 
 def spacepoints(measurements):
@@ -73,7 +100,9 @@ def build_chain() -> Chain:
                               "parameter estimation, combinatorial Kalman filter, ambiguity resolution",
                   parameters={"pileup": 200, "events": 3, "seed": 1}, quick={"pileup": 40, "events": 2})
     chain.add_stage("clusterization", clusterization, inputs=["event", "detector"], outputs=["measurements"])
+    chain.add_stage("clusterization", clusterization_gpu, device="gpu", backend="cupy")
     chain.add_stage("spacepoints", spacepoints, inputs=["measurements"], outputs=["spacepoints"])
+    chain.add_stage("spacepoints", spacepoints_gpu, device="gpu", backend="cupy")
     chain.add_stage("seeding", seeding, inputs=["spacepoints"], outputs=["seeds"])
     chain.add_stage("estimation", estimation, inputs=["seeds", "spacepoints", "measurements"],
                     outputs=["parameters", "seed_valid"])

@@ -1,0 +1,67 @@
+"""Device backend for the GPU tracking stages: numba.cuda with CuPy arrays on a GPU, or numba's
+CUDA simulator with numpy arrays (``NUMBA_ENABLE_CUDASIM=1``).
+
+Kernels are launched with arguments converted by :func:`kernel_arg`: on a GPU, a CuPy array is
+wrapped once as a numba device array (``cuda.as_cuda_array``), which launches about 2.5x faster
+than passing the CuPy array itself (16 versus 41 us per launch measured on an H100).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from types import ModuleType
+
+import numpy as np
+
+
+class GPUUnavailable(RuntimeError):
+    """No CUDA device (and no simulator) can run the GPU stages."""
+
+
+def simulated() -> bool:
+    """True when numba's CUDA simulator is enabled (kernels run on the host, on numpy arrays)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+@lru_cache(maxsize=None)
+def cuda() -> ModuleType:
+    """``numba.cuda``, importable under numpy 2.5 as well: numba-cuda 0.30 still calls
+    ``np.row_stack``, which numpy 2.5 removed, so the alias is restored before the first compile."""
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+    from numba import cuda as numba_cuda  # pylint: disable=import-outside-toplevel
+
+    return numba_cuda
+
+
+@lru_cache(maxsize=None)
+def xp() -> ModuleType:
+    """The array module of the device: CuPy on a GPU, numpy under the simulator."""
+    if simulated():
+        return np
+    try:
+        import cupy  # pylint: disable=import-outside-toplevel
+    except ImportError as error:
+        raise GPUUnavailable("The GPU stages need CuPy (pip install 'hepaudit[gpu]').") from error
+    if not cuda().is_available():
+        raise GPUUnavailable("No CUDA device is available for the GPU stages.")
+    return cupy
+
+
+def kernel_arg(array):
+    """The form of ``array`` that kernels are launched with (see the module docstring)."""
+    if simulated() or isinstance(array, np.ndarray):
+        return array
+    return cuda().as_cuda_array(array)
+
+
+def blocks(n: int, threads: int = 256) -> tuple[int, int]:
+    """Launch configuration covering ``n`` threads (at least one block)."""
+    return max(1, (int(n) + threads - 1) // threads), threads
+
+
+def synchronize() -> None:
+    """Wait for the device (no-op under the simulator)."""
+    if not simulated():
+        cuda().synchronize()
