@@ -1,0 +1,1 @@
+"""Reference distillation chain: quantization-aware students, integer inference and bit-operation accounting."""
