@@ -68,6 +68,18 @@ def spacepoints_gpu(measurements):
     return form_spacepoints_gpu(measurements)
 
 
+def seeding_gpu(spacepoints):
+    from reference.tracking.gpu.seeding import find_seeds as find_seeds_gpu
+
+    return find_seeds_gpu(spacepoints, CONFIG.seeding)
+
+
+def estimation_gpu(seeds, spacepoints, measurements):
+    from reference.tracking.gpu.estimation import estimate_track_parameters as estimate_gpu
+
+    return estimate_gpu(seeds, spacepoints, measurements, CONFIG.estimation)
+
+
 def spacepoints(measurements):
     return form_spacepoints(measurements)
 
@@ -104,8 +116,10 @@ def build_chain() -> Chain:
     chain.add_stage("spacepoints", spacepoints, inputs=["measurements"], outputs=["spacepoints"])
     chain.add_stage("spacepoints", spacepoints_gpu, device="gpu", backend="cupy")
     chain.add_stage("seeding", seeding, inputs=["spacepoints"], outputs=["seeds"])
+    chain.add_stage("seeding", seeding_gpu, device="gpu", backend="cupy")
     chain.add_stage("estimation", estimation, inputs=["seeds", "spacepoints", "measurements"],
                     outputs=["parameters", "seed_valid"])
+    chain.add_stage("estimation", estimation_gpu, device="gpu", backend="cupy")
     chain.add_stage("ckf", ckf, inputs=["parameters", "seed_valid", "seeds", "spacepoints", "measurements"],
                     outputs=["candidates"])
     chain.add_stage("ambiguity", ambiguity, inputs=["candidates", "measurements"], outputs=["tracks"])

@@ -109,6 +109,22 @@ def estimate_from_three_points(xb, yb, zb, xm, ym, zm, xt, yt, zt, bz, out):
     return True
 
 
+@njit(cache=True, inline="always")
+def seed_covariance(fit, sigmas, cov, i):
+    """cov[i, 0:25]: initial covariance of a seed fit ``fit`` = (phi, theta, q/p, ...) with
+    sigmas = (loc mm, phi rad, theta rad, q/pT 1/GeV, relative pT); shared with the GPU stage."""
+    s_loc, s_phi, s_theta, s_qopt, s_ptrel = sigmas
+    for k in range(25):
+        cov[i, k] = 0.0
+    st_ = math.sin(fit[1])
+    cov[i, 0] = s_loc * s_loc
+    cov[i, 6] = s_loc * s_loc
+    cov[i, 12] = s_phi * s_phi
+    cov[i, 18] = s_theta * s_theta
+    sq = s_qopt * st_
+    cov[i, 24] = sq * sq + (s_ptrel * fit[2]) ** 2
+
+
 @njit(cache=True)
 def _estimate(sb, sm_, st, x, y, z, meas_of_sp, local0, local1, bz, s_loc, s_phi, s_theta, s_qopt, s_ptrel):
     n = sb.shape[0]
@@ -117,13 +133,14 @@ def _estimate(sb, sm_, st, x, y, z, meas_of_sp, local0, local1, bz, s_loc, s_phi
     surface = np.empty(n, np.int64)
     ok = np.zeros(n, np.bool_)
     out = np.empty(5)
+    sigmas = (s_loc, s_phi, s_theta, s_qopt, s_ptrel)
     for i in range(n):
         b = sb[i]
         m = sm_[i]
         t = st[i]
-        for k in range(25):
-            cov[i, k] = 0.0
         if not estimate_from_three_points(x[b], y[b], z[b], x[m], y[m], z[m], x[t], y[t], z[t], bz, out):
+            for k in range(25):
+                cov[i, k] = 0.0
             for k in range(5):
                 params[i, k] = 0.0
             surface[i] = -1
@@ -135,13 +152,7 @@ def _estimate(sb, sm_, st, x, y, z, meas_of_sp, local0, local1, bz, s_loc, s_phi
         params[i, 2] = out[0]
         params[i, 3] = out[1]
         params[i, 4] = out[2]
-        st_ = math.sin(out[1])
-        cov[i, 0] = s_loc * s_loc
-        cov[i, 6] = s_loc * s_loc
-        cov[i, 12] = s_phi * s_phi
-        cov[i, 18] = s_theta * s_theta
-        sq = s_qopt * st_
-        cov[i, 24] = sq * sq + (s_ptrel * out[2]) ** 2
+        seed_covariance(out, sigmas, cov, i)
         ok[i] = True
     return params, cov, surface, ok
 
