@@ -93,6 +93,20 @@ def estimation(seeds, spacepoints, measurements):
     return parameters, valid
 
 
+def ckf_gpu(parameters, seed_valid, seeds, spacepoints, measurements):
+    """The CKF on the device: one thread per seed, the CPU's propagation and Kalman update."""
+    from reference.tracking.gpu import backend
+    from reference.tracking.gpu.ckf import find_tracks as find_tracks_gpu
+    from reference.tracking.gpu.ckf import measurement_grid as measurement_grid_gpu
+
+    xp = backend.xp()
+    sp_meas = spacepoints.measurement
+    seed_measurements = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[seed_valid]
+    order = xp.argsort(-seeds.weight[seed_valid], kind="stable")
+    return find_tracks_gpu(parameters, seed_measurements, measurements, CONFIG.ckf, seed_order=order,
+                           grid=measurement_grid_gpu(measurements))
+
+
 def ckf(parameters, seed_valid, seeds, spacepoints, measurements):
     seed_measurements = np.column_stack([spacepoints.measurement[seeds.bottom], spacepoints.measurement[seeds.middle],
                                          spacepoints.measurement[seeds.top]])[seed_valid]
@@ -122,6 +136,7 @@ def build_chain() -> Chain:
     chain.add_stage("estimation", estimation_gpu, device="gpu", backend="cupy")
     chain.add_stage("ckf", ckf, inputs=["parameters", "seed_valid", "seeds", "spacepoints", "measurements"],
                     outputs=["candidates"])
+    chain.add_stage("ckf", ckf_gpu, device="gpu", backend="cupy")
     chain.add_stage("ambiguity", ambiguity, inputs=["candidates", "measurements"], outputs=["tracks"])
     for stage, compare in stage_comparators().items():  # traccc's CPU-GPU matching rates per product
         chain.comparator(stage)(compare)

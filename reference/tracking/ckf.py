@@ -32,6 +32,8 @@ from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalm
 from reference.tracking.spacepoints import Measurements
 
 MAX_TRACK_MEAS = 64
+MAX_WINDOW_ITEMS = 256  # window measurements kept per layer crossing (more are dropped)
+MAX_SURFACE_CANDIDATES = 64  # largest max_branches_per_surface the filter can hold
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,21 @@ def _layer_plane(x, y, z, kind, out):
 
 
 @njit(cache=True)
+def line_residuals(g, pw, m0, m1):
+    """Straight line from g[0:3] along the unit direction g[3:6] to the plane pw (12 floats):
+    (ok, path length, loc0 - m0, loc1 - m1) at the crossing; ok is False when the line runs
+    (nearly) parallel to the plane. Shared with the GPU CKF."""
+    t_w = g[3] * pw[9] + g[4] * pw[10] + g[5] * pw[11]
+    if abs(t_w) < 1e-6:
+        return False, 0.0, 0.0, 0.0
+    sl = -((g[0] - pw[0]) * pw[9] + (g[1] - pw[1]) * pw[10] + (g[2] - pw[2]) * pw[11]) / t_w
+    ex = g[0] + sl * g[3] - pw[0]
+    ey = g[1] + sl * g[4] - pw[1]
+    ez = g[2] + sl * g[5] - pw[2]
+    return True, sl, ex * pw[3] + ey * pw[4] + ez * pw[5] - m0, ex * pw[6] + ey * pw[7] + ez * pw[8] - m1
+
+
+@njit(cache=True)
 def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1, meas_layer, mphi, mc2,
          l_kind, l_pos, l_lo, l_hi, l_delta, l_x0, l_tol,
          g_nphi, g_n2, g_lo2, g_hi2, g_off, g_start, g_items, cfg, skip_used):
@@ -193,9 +210,10 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     tmp = np.empty(25)
     kw = np.empty(20)
     glob = np.empty(6)
+    gu = np.empty(6)
     vplane = np.empty(12)
-    MAXC = 64
-    MAXW = 256
+    MAXC = MAX_SURFACE_CANDIDATES
+    MAXW = MAX_WINDOW_ITEMS
     win_m = np.empty(MAXW, np.int64)
     cand_m = np.empty(MAXC, np.int64)
     cand_chi = np.empty(MAXC)
@@ -324,16 +342,9 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                     continue
                                 # cheap pre-selection: straight line from the layer crossing to
                                 # the candidate plane, chi2 with an inflated isotropic prediction
-                                pw = planes[m]
-                                t_w = glob[3] * pw[9] + glob[4] * pw[10] + glob[5] * pw[11]
-                                if abs(t_w) < 1e-6:
+                                ok, sl, r0, r1 = line_residuals(glob, planes[m], l0[m], l1[m])
+                                if not ok:
                                     continue
-                                sl = -((xi - pw[0]) * pw[9] + (yi - pw[1]) * pw[10] + (zi - pw[2]) * pw[11]) / t_w
-                                ex = xi + sl * glob[3] - pw[0]
-                                ey = yi + sl * glob[4] - pw[1]
-                                ez = zi + sl * glob[5] - pw[2]
-                                r0 = ex * pw[3] + ey * pw[4] + ez * pw[5] - l0[m]
-                                r1 = ex * pw[6] + ey * pw[7] + ez * pw[8] - l1[m]
                                 sig2c = sig2 + sl * sl * (C[12] + C[18])
                                 if r0 * r0 / (sig2c + v0[m]) + r1 * r1 / (sig2c + v1[m]) > chi2_max:
                                     continue
@@ -412,27 +423,21 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                 pu = bp[nxt, nn]
                                 cu = bc[nxt, nn]
                                 stu = math.sin(pu[3])
-                                ux = pw[0] + pu[0] * pw[3] + pu[1] * pw[6]
-                                uy = pw[1] + pu[0] * pw[4] + pu[1] * pw[7]
-                                uz = pw[2] + pu[0] * pw[5] + pu[1] * pw[8]
-                                dux = math.cos(pu[2]) * stu
-                                duy = math.sin(pu[2]) * stu
-                                duz = math.cos(pu[3])
+                                gu[0] = pw[0] + pu[0] * pw[3] + pu[1] * pw[6]
+                                gu[1] = pw[1] + pu[0] * pw[4] + pu[1] * pw[7]
+                                gu[2] = pw[2] + pu[0] * pw[5] + pu[1] * pw[8]
+                                gu[3] = math.cos(pu[2]) * stu
+                                gu[4] = math.sin(pu[2]) * stu
+                                gu[5] = math.cos(pu[3])
                                 for w_i in range(nw):
                                     m2 = win_m[w_i]
                                     p2 = planes[m2]
                                     if m2 == m or (p2[0] == pw[0] and p2[1] == pw[1] and p2[2] == pw[2]):
                                         continue
                                     # straight-line pre-selection from the updated state
-                                    t_w = dux * p2[9] + duy * p2[10] + duz * p2[11]
-                                    if abs(t_w) < 1e-6:
+                                    ok, sl, r0, r1 = line_residuals(gu, p2, l0[m2], l1[m2])
+                                    if not ok:
                                         continue
-                                    sl = -((ux - p2[0]) * p2[9] + (uy - p2[1]) * p2[10] + (uz - p2[2]) * p2[11]) / t_w
-                                    ex = ux + sl * dux - p2[0]
-                                    ey = uy + sl * duy - p2[1]
-                                    ez = uz + sl * duz - p2[2]
-                                    r0 = ex * p2[3] + ey * p2[4] + ez * p2[5] - l0[m2]
-                                    r1 = ex * p2[6] + ey * p2[7] + ez * p2[8] - l1[m2]
                                     sig2u = 2.0 * (cu[0] + cu[6] + sl * sl * (cu[12] + cu[18])) + 0.01
                                     if r0 * r0 / (sig2u + v0[m2]) + r1 * r1 / (sig2u + v1[m2]) > pickup_chi2:
                                         continue

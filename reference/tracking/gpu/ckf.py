@@ -1,0 +1,978 @@
+"""Combinatorial Kalman filter on the device: the algorithm and :class:`CkfConfig` of
+:mod:`reference.tracking.ckf`, one CUDA thread per seed.
+
+0. Device tables: the measurements' global phi and coordinate 2, the per-layer bounds and window
+   tolerances (``layer_bounds``, atomic minima and maxima) and the measurement grid of the CPU's
+   :func:`~reference.tracking.ckf.measurement_grid` (built here unless given).
+1. ``ckf_seeds``: every thread runs the CPU's filter for one seed: layer by layer with
+   ``next_layer`` and ``helix_advance``, the candidate window on the measurement grid with the
+   shared straight-line pre-selection (``line_residuals``), ``propagate_bound`` and
+   ``kalman_chi2_2d`` for the candidates, ``propagate_bound_jacobian``, ``transport_covariance``,
+   ``kalman_update_2d`` and ``add_scattering_noise`` for the branches, the overlap pick-up and the
+   hole rules, all in the thread's fixed-capacity buffers (two generations of
+   ``max_branches_per_seed`` branches, ``max_branches_per_surface`` candidates, the CPU's 256
+   window measurements, ``min(64, 2 max_steps)`` measurements per branch). It keeps the best
+   finished branch. What the CPU drops silently when a buffer is full (window measurements
+   beyond 256, measurements beyond 64 per track) is dropped here too, and counted in
+   ``stats["window_overflow"]`` / ``stats["track_overflow"]`` with a warning. Threads take the
+   seeds sorted by theta, so that a warp's threads cross similar layers (10-15 % faster).
+2. Duplicate removal, the CPU's in-filter rule: a seed is skipped when ``skip_seed_min_used`` of
+   its three measurements lie on tracks of seeds processed before it. As a seed's track does
+   not depend on the others, the filter runs every seed and the rule is applied afterwards by
+   fixed-point rounds (``mark_users``: the first accepted track of every measurement, by atomic
+   minimum; ``decide``: the rule for every seed). Round r settles at least the r-th seed, and a
+   round without change is the sequential result, usually after 3-5 rounds.
+3. ``emit_tracks``: the accepted tracks, in processing order as on the CPU, count -> allocate ->
+   fill.
+
+Host synchronisations: the input range check, the grid's bin count, one per deduplication round
+and the totals. Tracks equal the CPU's under the simulator; on a GPU its math library and fused
+multiply-adds move chi2 values by about 1e-5 relative and, rarely, a decision that sits on a cut
+(about 2 % of the tracks at pile-up 200; 99.6 % matched at traccc's tolerances, same efficiency).
+Everything is float64: the finite-difference Jacobian steps (1e-7 rad) are below float32
+resolution. Device helpers are force-inlined where numba-cuda allows it.
+"""
+
+from __future__ import annotations
+
+# numba.cuda's intrinsics (cuda.grid, cuda.atomic.min) are typing stubs whose signatures pylint misreads:
+# pylint: disable=no-value-for-parameter,too-many-function-args
+
+import inspect
+import math
+import warnings
+from collections import namedtuple
+from functools import lru_cache
+
+import numpy as np
+from numba import cuda  # kernels must name numba.cuda as a module global (the simulator swaps it)
+
+from reference.tracking.ckf import (MAX_SURFACE_CANDIDATES, MAX_TRACK_MEAS, MAX_WINDOW_ITEMS, CkfConfig, Tracks,
+                                    _layer_plane, line_residuals)
+from reference.tracking.errors import TrackingInputError
+from reference.tracking.estimation import TrackParameters
+from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
+from reference.tracking.gpu import backend
+from reference.tracking.gpu.clusterization import device_view
+from reference.tracking.helix import C_LIGHT, helix_advance, next_layer, propagate_bound, propagate_bound_jacobian
+from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalman_update_2d, transport_covariance
+from reference.tracking.spacepoints import Measurements
+
+_THREADS = 64  # threads per block of the filter kernel (large per-thread state)
+
+# configuration vector, in the CPU's order
+(_BZ, _CHI2_MAX, _B_SURF, _B_SEED, _MAX_HOLES, _MAX_CONSEC, _MAX_STEPS, _MIN_MEAS, _MIN_P, _N_SIGMA, _MARGIN,
+ _MAX_STEP, _PICKUP, _SKIP_MIN) = range(14)
+# branch integers and reals
+_LAYER, _NMEAS, _HOLES, _CONSEC = range(4)
+_CHI, _TURN = range(2)
+# per-thread state: integers (st) and reals (fx)
+(_SI, _CUR, _STEP, _NN, _LI, _NW, _NC, _REF, _NMB, _LAST, _BEST_N, _BEST_HOLES) = range(12)
+_ST_SIZE = 12
+(_GX, _GY, _GZ, _TX, _TY, _TZ, _KAPPA, _S, _TURN_NEW, _RI, _PHI, _C2, _TN, _SIG2, _VSLOPE, _DPHI, _W2, _CHI_NEW,
+ _BEST_CHI2) = range(19)
+_FX_SIZE = 19
+# per-seed counters
+_N_STEPS, _N_ITEMS, _N_PROP, _N_WIN_OVER, _N_MEAS_OVER = range(5)
+_COUNTERS = ("branch_steps", "window_items", "propagations", "window_overflow", "track_overflow")
+_N_COUNTERS = 5
+
+SeedStates = namedtuple("SeedStates", "params cov surface meas3 cfg launch")
+SeedStates.__doc__ = """Seeds in processing order: parameters (n, 5), covariance (n, 25), plane (measurement
+index), the three seed measurements (n, 3); cfg the configuration vector; launch the seed of every
+filter thread (seeds sorted by theta, so that a warp's threads cross similar layers)."""
+Hits = namedtuple("Hits", "planes local0 local1 var0 var1 layer phi c2")
+Hits.__doc__ = """Measurements: planes (n, 12), local position and variance, layer, global phi and coordinate 2
+(z on cylinders, r on disks)."""
+Geo = namedtuple("Geo", "kind position lo hi delta x0 tol n_phi n2 lo2 hi2 bin_offset bin_start items")
+Geo.__doc__ = """Layers (kind, position, extent, half thickness, material, window tolerance) and the
+measurement grid (:class:`LayerGrid` fields)."""
+Event = namedtuple("Event", "seeds hits geo")
+LayerBounds = namedtuple("LayerBounds", "layer c2 var0 var1 lo hi tol")
+LayerBounds.__doc__ = """Measurements' layer, coordinate 2 and variances; per layer the widened extent (lo, hi)
+and the largest measurement extent (tol)."""
+Found = namedtuple("Found", "n meas chi2 holes params stats")
+Found.__doc__ = """Best branch of every seed: measurement count (-1: no track), measurements (n, capacity),
+chi2, holes, last filtered parameters, and the counters (n, 5)."""
+Work = namedtuple("Work", ("p", "cov", "plane", "ints", "real", "meas", "pnew", "pp", "tmp5", "ptmp", "jac", "ref_cov",
+                          "cov_new", "tmp25", "gain", "glob", "gu", "vplane", "cand_meas", "cand_chi2", "cand_params",
+                          "window", "best_meas", "best_params", "st", "fx", "cnt"))
+Work.__doc__ = """One thread's buffers: two generations of branches (p, cov, plane, ints, real, meas), the
+CPU's scratch vectors, candidates, window, best branch, state and counters."""
+Users = namedtuple("Users", "first accepted changed")
+Users.__doc__ = """Deduplication state: first accepted seed (processing position) using every measurement,
+accepted seeds, and the changed flag of the round."""
+Emit = namedtuple("Emit", "order pos start offsets meas chi2 holes params seed")
+Emit.__doc__ = """Output of the accepted tracks: per seed its track slot (pos) and first measurement (start);
+the :class:`Tracks` arrays."""
+
+
+def parameter_vector(config: CkfConfig) -> np.ndarray:
+    """The CPU's configuration vector (same order as :func:`reference.tracking.ckf.find_tracks`)."""
+    return np.array([config.bz_tesla, config.chi2_max, config.max_branches_per_surface,
+                     config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
+                     config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
+                     config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max,
+                     config.skip_seed_min_used], dtype=np.float64)
+
+
+def capacities(config: CkfConfig) -> tuple[int, int, int]:
+    """(branches per seed, candidates per surface, measurements per branch) of the device buffers.
+
+    A branch gains at most two measurements per step (its own and an overlap), so
+    ``min(MAX_TRACK_MEAS, 2 * max_steps)`` holds what the CPU keeps."""
+    if config.max_branches_per_seed < 1 or config.max_steps < 1:
+        raise TrackingInputError("max_branches_per_seed and max_steps must be at least 1.")
+    if not 1 <= config.max_branches_per_surface <= MAX_SURFACE_CANDIDATES:
+        raise TrackingInputError(f"max_branches_per_surface must lie in [1, {MAX_SURFACE_CANDIDATES}] "
+                                 "(the CPU filter's candidate buffer).")
+    return (int(config.max_branches_per_seed), int(config.max_branches_per_surface),
+            int(min(MAX_TRACK_MEAS, 2 * config.max_steps)))
+
+
+def _device_function(function):
+    """``cuda.jit(device=True)``, forced inline where numba-cuda supports it: the state tuples are
+    then resolved in the kernel instead of being passed, flattened, on every call."""
+    options = {"device": True}
+    if "forceinline" in inspect.signature(cuda.jit).parameters:
+        options["forceinline"] = True
+    return cuda.jit(**options)(function)
+
+
+# ---------------------------------------------------------------- device helpers: one branch step
+
+@_device_function
+def _start_seed(ev, w, si):
+    """Branch 0 of seed si (its parameters on the bottom measurement's plane); state reset."""
+    seeds = ev.seeds
+    s0 = seeds.surface[si]
+    for k in range(5):
+        w.p[0, 0, k] = seeds.params[si, k]
+        w.best_params[k] = 0.0
+    for k in range(25):
+        w.cov[0, 0, k] = seeds.cov[si, k]
+    for k in range(12):
+        w.plane[0, 0, k] = ev.hits.planes[s0, k]
+    w.ints[0, 0, _LAYER] = ev.hits.layer[s0]
+    for k in range(1, 4):
+        w.ints[0, 0, k] = 0
+    w.real[0, 0, _CHI] = 0.0
+    w.real[0, 0, _TURN] = 0.0
+    for k in range(w.cnt.shape[0]):
+        w.cnt[k] = 0
+    w.st[_SI] = si
+    w.st[_CUR] = 0
+    w.st[_BEST_N] = -1
+    w.st[_BEST_HOLES] = 0
+    w.fx[_BEST_CHI2] = 0.0
+
+
+@_device_function
+def _next_surface(ev, w, b):
+    """Global state of branch b and the layer it crosses next (-1: the branch ends)."""
+    cur = w.st[_CUR]
+    p = w.p[cur, b]
+    pl = w.plane[cur, b]
+    fx = w.fx
+    cfg = ev.seeds.cfg
+    st = math.sin(p[3])
+    fx[_GX] = pl[0] + p[0] * pl[3] + p[1] * pl[6]
+    fx[_GY] = pl[1] + p[0] * pl[4] + p[1] * pl[7]
+    fx[_GZ] = pl[2] + p[0] * pl[5] + p[1] * pl[8]
+    fx[_TX] = math.cos(p[2]) * st
+    fx[_TY] = math.sin(p[2]) * st
+    fx[_TZ] = math.cos(p[3])
+    kappa = C_LIGHT * cfg[_BZ] * p[4]
+    fx[_KAPPA] = kappa
+    if abs(p[4]) > 1.0 / cfg[_MIN_P]:
+        return -1
+    li = w.ints[cur, b, _LAYER]
+    s = 0.0
+    if w.st[_STEP] > 0:
+        geo = ev.geo
+        li, s = next_layer(fx[_GX], fx[_GY], fx[_GZ], fx[_TX], fx[_TY], fx[_TZ], kappa, geo.kind, geo.position,
+                           geo.lo, geo.hi, li, 1e-6)
+        if li < 0 or s > cfg[_MAX_STEP] or w.real[cur, b, _TURN] + abs(kappa * s) > math.pi:
+            return -1
+    fx[_S] = s
+    fx[_TURN_NEW] = w.real[cur, b, _TURN] + abs(kappa * s)
+    return li
+
+
+@_device_function
+def _crossing(ev, w, b, li):
+    """Position and direction at the layer crossing (glob) and the candidate window there."""
+    fx = w.fx
+    g = w.glob
+    cfg = ev.seeds.cfg
+    geo = ev.geo
+    s = fx[_S]
+    g0, g1, g2, g3, g4, g5 = helix_advance(fx[_GX], fx[_GY], fx[_GZ], fx[_TX], fx[_TY], fx[_TZ], fx[_KAPPA], s)
+    g[0], g[1], g[2], g[3], g[4], g[5] = g0, g1, g2, g3, g4, g5
+    xi, yi, zi = g[0], g[1], g[2]
+    ri = math.sqrt(xi * xi + yi * yi)
+    radial = abs((xi * g[3] + yi * g[4]) / ri)
+    if geo.kind[li] == 0:
+        c2, tn, t2 = zi, radial, abs(g[5])
+    else:
+        c2, tn, t2 = ri, abs(g[5]), radial
+    tphi = abs((-yi * g[3] + xi * g[4]) / ri)
+    tn = max(tn, 0.05)
+    C = w.cov[w.st[_CUR], b]
+    sig2 = C[0] + C[6] + s * s * (C[12] + C[18]) + (0.5 * s * s * C_LIGHT * cfg[_BZ]) ** 2 * C[24]
+    base = cfg[_N_SIGMA] * math.sqrt(sig2) + cfg[_MARGIN] + geo.tol[li]
+    dphi = (base + geo.delta[li] * tphi / tn) / max(ri, 1.0)
+    if dphi > math.pi:
+        dphi = math.pi
+    fx[_RI], fx[_PHI], fx[_C2], fx[_TN], fx[_SIG2] = ri, math.atan2(yi, xi), c2, tn, sig2
+    fx[_VSLOPE] = C[12] + C[18]
+    fx[_DPHI] = dphi
+    fx[_W2] = base + geo.delta[li] * t2 / tn
+
+
+@_device_function
+def _in_window(ev, w, m):
+    """Measurement m inside the window and compatible with the straight-line pre-selection."""
+    fx = w.fx
+    hits = ev.hits
+    dph = hits.phi[m] - fx[_PHI]
+    if dph > math.pi:
+        dph -= 2.0 * math.pi
+    elif dph < -math.pi:
+        dph += 2.0 * math.pi
+    if abs(dph) > fx[_DPHI] or abs(hits.c2[m] - fx[_C2]) > fx[_W2]:
+        return False
+    ok, sl, r0, r1 = line_residuals(w.glob, hits.planes[m], hits.local0[m], hits.local1[m])
+    if not ok:
+        return False
+    sig2c = fx[_SIG2] + sl * sl * fx[_VSLOPE]
+    return not r0 * r0 / (sig2c + hits.var0[m]) + r1 * r1 / (sig2c + hits.var1[m]) > ev.seeds.cfg[_CHI2_MAX]
+
+
+@_device_function
+def _scan_bin(ev, w, bin_):
+    """Window measurements of one grid bin into w.window (overflow counted, as the CPU drops it)."""
+    geo = ev.geo
+    for kk in range(geo.bin_start[bin_], geo.bin_start[bin_ + 1]):
+        m = geo.items[kk]
+        w.cnt[_N_ITEMS] += 1
+        if not _in_window(ev, w, m):
+            continue
+        if w.st[_NW] < w.window.shape[0]:
+            w.window[w.st[_NW]] = m
+            w.st[_NW] += 1
+        else:
+            w.cnt[_N_WIN_OVER] += 1
+
+
+@_device_function
+def _scan_window(ev, w, li):
+    """The grid bins of layer li around the crossing, as the CPU scans them."""
+    geo = ev.geo
+    fx = w.fx
+    nphi = geo.n_phi[li]
+    n2 = geo.n2[li]
+    bw = 2.0 * math.pi / nphi
+    ip0 = int(math.floor((fx[_PHI] - fx[_DPHI] + math.pi) / bw))
+    ip1 = int(math.floor((fx[_PHI] + fx[_DPHI] + math.pi) / bw))
+    ip1 = min(ip1, ip0 + nphi - 1)
+    w2b = (geo.hi2[li] - geo.lo2[li]) / n2
+    i20 = max(int(math.floor((fx[_C2] - fx[_W2] - geo.lo2[li]) / w2b)), 0)
+    i21 = min(int(math.floor((fx[_C2] + fx[_W2] - geo.lo2[li]) / w2b)), n2 - 1)
+    w.st[_NW] = 0
+    for ipr in range(ip0, ip1 + 1):
+        ip = ipr % nphi
+        for i2 in range(i20, i21 + 1):
+            _scan_bin(ev, w, geo.bin_offset[li] + ip * n2 + i2)
+
+
+@_device_function
+def _insert_candidate(w, cap, chi, m):
+    """Keep the best ``cap`` candidates sorted by chi2 (the CPU's insertion)."""
+    nc = w.st[_NC]
+    pos = nc
+    while pos > 0 and w.cand_chi2[pos - 1] > chi:
+        pos -= 1
+    if pos >= cap:
+        return
+    for q in range(min(nc, cap - 1), pos, -1):
+        w.cand_chi2[q] = w.cand_chi2[q - 1]
+        w.cand_meas[q] = w.cand_meas[q - 1]
+        for k in range(5):
+            w.cand_params[q, k] = w.cand_params[q - 1, k]
+    w.cand_chi2[pos] = chi
+    w.cand_meas[pos] = m
+    for k in range(5):
+        w.cand_params[pos, k] = w.pnew[k]
+    if nc < cap:
+        w.st[_NC] = nc + 1
+
+
+@_device_function
+def _try_candidate(ev, w, b, m):
+    """Predicted chi2 of measurement m (covariance transported once per layer, to the first
+    candidate's plane, as the CPU does)."""
+    cur = w.st[_CUR]
+    p = w.p[cur, b]
+    pl = w.plane[cur, b]
+    cfg = ev.seeds.cfg
+    hits = ev.hits
+    w.cnt[_N_PROP] += 1
+    sm = propagate_bound(p, cfg[_BZ], pl, hits.planes[m], w.pnew)
+    if math.isnan(sm) or abs(sm - w.fx[_S]) > 200.0:
+        return
+    if w.st[_REF] < 0:
+        propagate_bound_jacobian(p, cfg[_BZ], pl, hits.planes[m], w.ptmp, w.jac, w.pp, w.tmp5)
+        transport_covariance(w.cov[cur, b], w.jac, w.ref_cov, w.tmp25)
+        w.st[_REF] = m
+    chi = kalman_chi2_2d(w.pnew, w.ref_cov, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0)
+    if chi > cfg[_CHI2_MAX]:
+        return
+    _insert_candidate(w, int(cfg[_B_SURF]), chi, m)
+
+
+@_device_function
+def _evaluate(ev, w, b, li):
+    """Candidates of the layer: only the seed's own measurement on a seed layer, else the window."""
+    seeds = ev.seeds
+    si = w.st[_SI]
+    slot = -1
+    for q in range(3):
+        if ev.hits.layer[seeds.meas3[si, q]] == li:
+            slot = q
+    w.st[_NC] = 0
+    w.st[_REF] = -1
+    if slot >= 0:
+        _try_candidate(ev, w, b, seeds.meas3[si, slot])
+        return
+    for e in range(w.st[_NW]):
+        _try_candidate(ev, w, b, w.window[e])
+
+
+@_device_function
+def _append_meas(w, dst, m):
+    """Append measurement m to branch dst of the next generation (overflow counted)."""
+    nmb = w.st[_NMB]
+    if nmb < w.meas.shape[2]:
+        w.meas[1 - w.st[_CUR], dst, nmb] = m
+        w.st[_NMB] = nmb + 1
+    else:
+        w.cnt[_N_MEAS_OVER] += 1
+
+
+@_device_function
+def _copy_history(w, b, dst):
+    """Measurements of branch b into branch dst of the next generation."""
+    cur = w.st[_CUR]
+    nmb = w.ints[cur, b, _NMEAS]
+    for k in range(nmb):
+        w.meas[1 - cur, dst, k] = w.meas[cur, b, k]
+    w.st[_NMB] = nmb
+
+
+@_device_function
+def _child_prediction(ev, w, b, q):
+    """Prediction of branch b on candidate q's plane into the next slot (False on failure)."""
+    cur = w.st[_CUR]
+    dst = w.st[_NN]
+    m = w.cand_meas[q]
+    pn = w.p[1 - cur, dst]
+    cn = w.cov[1 - cur, dst]
+    if m == w.st[_REF]:
+        for k in range(25):
+            cn[k] = w.ref_cov[k]
+        for k in range(5):
+            pn[k] = w.cand_params[q, k]
+        return True
+    sm = propagate_bound_jacobian(w.p[cur, b], ev.seeds.cfg[_BZ], w.plane[cur, b], ev.hits.planes[m], w.pnew, w.jac,
+                                  w.pp, w.tmp5)
+    if math.isnan(sm):
+        return False
+    transport_covariance(w.cov[cur, b], w.jac, cn, w.tmp25)
+    for k in range(5):
+        pn[k] = w.pnew[k]
+    return True
+
+
+@_device_function
+def _line_state(w, pu, pw):
+    """w.gu = position and direction of bound parameters pu on plane pw."""
+    stu = math.sin(pu[3])
+    w.gu[0] = pw[0] + pu[0] * pw[3] + pu[1] * pw[6]
+    w.gu[1] = pw[1] + pu[0] * pw[4] + pu[1] * pw[7]
+    w.gu[2] = pw[2] + pu[0] * pw[5] + pu[1] * pw[8]
+    w.gu[3] = math.cos(pu[2]) * stu
+    w.gu[4] = math.sin(pu[2]) * stu
+    w.gu[5] = math.cos(pu[3])
+
+
+@_device_function
+def _overlap_chi2(ev, w, m, m2):
+    """Predicted chi2 of window measurement m2 on another module of the layer, from the updated
+    state on m's plane (inf when pre-selection or propagation rejects it)."""
+    hits = ev.hits
+    cfg = ev.seeds.cfg
+    pw = hits.planes[m]
+    p2 = hits.planes[m2]
+    if m2 == m or (p2[0] == pw[0] and p2[1] == pw[1] and p2[2] == pw[2]):
+        return math.inf
+    ok, sl, r0, r1 = line_residuals(w.gu, p2, hits.local0[m2], hits.local1[m2])
+    if not ok:
+        return math.inf
+    nxt = 1 - w.st[_CUR]
+    cu = w.cov[nxt, w.st[_NN]]
+    sig2u = 2.0 * (cu[0] + cu[6] + sl * sl * (cu[12] + cu[18])) + 0.01
+    if r0 * r0 / (sig2u + hits.var0[m2]) + r1 * r1 / (sig2u + hits.var1[m2]) > cfg[_PICKUP]:
+        return math.inf
+    w.cnt[_N_PROP] += 1
+    s2 = propagate_bound(w.p[nxt, w.st[_NN]], cfg[_BZ], pw, p2, w.pnew)
+    if math.isnan(s2) or abs(s2) > 50.0:
+        return math.inf
+    return kalman_chi2_2d(w.pnew, cu, hits.local0[m2], hits.local1[m2], hits.var0[m2], hits.var1[m2], 0.0)
+
+
+@_device_function
+def _best_overlap(ev, w, m):
+    """The window measurement with the lowest overlap chi2 below the pick-up cut (-1: none)."""
+    best_o = -1
+    best_oc = ev.seeds.cfg[_PICKUP]
+    _line_state(w, w.p[1 - w.st[_CUR], w.st[_NN]], ev.hits.planes[m])
+    for w_i in range(w.st[_NW]):
+        m2 = w.window[w_i]
+        c2o = _overlap_chi2(ev, w, m, m2)
+        if c2o < best_oc:
+            best_oc = c2o
+            best_o = m2
+    return best_o
+
+
+@_device_function
+def _pick_up_overlap(ev, w, m):
+    """Second measurement of the layer on an overlapping module: update the new branch with it
+    when compatible (the CPU's pick-up); its plane becomes the branch's plane."""
+    best_o = _best_overlap(ev, w, m)
+    if best_o < 0:
+        return
+    if w.st[_NMB] >= w.meas.shape[2]:
+        w.cnt[_N_MEAS_OVER] += 1
+        return
+    hits = ev.hits
+    cfg = ev.seeds.cfg
+    nxt = 1 - w.st[_CUR]
+    pn = w.p[nxt, w.st[_NN]]
+    cn = w.cov[nxt, w.st[_NN]]
+    s2 = propagate_bound_jacobian(pn, cfg[_BZ], hits.planes[m], hits.planes[best_o], w.pnew, w.jac, w.pp, w.tmp5)
+    if math.isnan(s2):
+        return
+    transport_covariance(cn, w.jac, w.cov_new, w.tmp25)
+    c2o = kalman_chi2_2d(w.pnew, w.cov_new, hits.local0[best_o], hits.local1[best_o], hits.var0[best_o],
+                         hits.var1[best_o], 0.0)
+    if not c2o < cfg[_PICKUP]:
+        return
+    for k in range(5):
+        pn[k] = w.pnew[k]
+    for k in range(25):
+        cn[k] = w.cov_new[k]
+    w.fx[_CHI_NEW] += kalman_update_2d(pn, cn, hits.local0[best_o], hits.local1[best_o], hits.var0[best_o],
+                                       hits.var1[best_o], 0.0, w.gain)
+    _append_meas(w, w.st[_NN], best_o)
+    w.st[_LAST] = best_o
+
+
+@_device_function
+def _commit_child(w, b, pw, x_over_x0):
+    """Scattering on the plane pw, then the new branch's bookkeeping (child of branch b)."""
+    cur = w.st[_CUR]
+    nxt = 1 - cur
+    dst = w.st[_NN]
+    pn = w.p[nxt, dst]
+    cosi = (math.cos(pn[2]) * math.sin(pn[3]) * pw[9] + math.sin(pn[2]) * math.sin(pn[3]) * pw[10]
+            + math.cos(pn[3]) * pw[11])
+    add_scattering_noise(pn, w.cov[nxt, dst], x_over_x0, cosi)
+    for k in range(12):
+        w.plane[nxt, dst, k] = pw[k]
+    w.ints[nxt, dst, _LAYER] = w.st[_LI]
+    w.ints[nxt, dst, _NMEAS] = w.st[_NMB]
+    w.ints[nxt, dst, _HOLES] = w.ints[cur, b, _HOLES]
+    w.ints[nxt, dst, _CONSEC] = 0
+    w.real[nxt, dst, _CHI] = w.real[cur, b, _CHI] + w.fx[_CHI_NEW]
+    w.real[nxt, dst, _TURN] = w.fx[_TURN_NEW]
+    w.st[_NN] = dst + 1
+
+
+@_device_function
+def _child(ev, w, b, q):
+    """Branch b updated with candidate q (and an overlap measurement) as the next free branch."""
+    if not _child_prediction(ev, w, b, q):
+        return
+    hits = ev.hits
+    cfg = ev.seeds.cfg
+    m = w.cand_meas[q]
+    nxt = 1 - w.st[_CUR]
+    dst = w.st[_NN]
+    pn = w.p[nxt, dst]
+    cn = w.cov[nxt, dst]
+    if kalman_chi2_2d(pn, cn, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0) > cfg[_CHI2_MAX]:
+        return
+    w.fx[_CHI_NEW] = kalman_update_2d(pn, cn, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0,
+                                      w.gain)
+    _copy_history(w, b, dst)
+    _append_meas(w, dst, m)
+    w.st[_LAST] = m
+    if cfg[_PICKUP] > 0.0 and w.st[_NW] > 1:
+        _pick_up_overlap(ev, w, m)
+    _commit_child(w, b, hits.planes[w.st[_LAST]], ev.geo.x0[w.st[_LI]])
+
+
+@_device_function
+def _hole(ev, w, b):
+    """Branch b continues on the layer's tangent plane without a measurement; False when the hole
+    limits, a full branch buffer or a failed propagation end it."""
+    cur = w.st[_CUR]
+    cfg = ev.seeds.cfg
+    li = w.st[_LI]
+    extra = 1 if w.st[_STEP] > 0 else 0
+    holes = w.ints[cur, b, _HOLES] + extra
+    consec = w.ints[cur, b, _CONSEC] + extra
+    if holes > cfg[_MAX_HOLES] or consec > cfg[_MAX_CONSEC] or w.st[_NN] >= w.p.shape[1]:
+        return False
+    _layer_plane(w.glob[0], w.glob[1], w.glob[2], ev.geo.kind[li], w.vplane)
+    sm = propagate_bound_jacobian(w.p[cur, b], cfg[_BZ], w.plane[cur, b], w.vplane, w.pnew, w.jac, w.pp, w.tmp5)
+    if math.isnan(sm):
+        return False
+    nxt = 1 - cur
+    dst = w.st[_NN]
+    for k in range(5):
+        w.p[nxt, dst, k] = w.pnew[k]
+    transport_covariance(w.cov[cur, b], w.jac, w.cov[nxt, dst], w.tmp25)
+    add_scattering_noise(w.p[nxt, dst], w.cov[nxt, dst], ev.geo.x0[li], w.fx[_TN])
+    for k in range(12):
+        w.plane[nxt, dst, k] = w.vplane[k]
+    _copy_history(w, b, dst)
+    w.ints[nxt, dst, _LAYER] = li
+    w.ints[nxt, dst, _NMEAS] = w.st[_NMB]
+    w.ints[nxt, dst, _HOLES] = holes
+    w.ints[nxt, dst, _CONSEC] = consec
+    w.real[nxt, dst, _CHI] = w.real[cur, b, _CHI]
+    w.real[nxt, dst, _TURN] = w.fx[_TURN_NEW]
+    w.st[_NN] = dst + 1
+    return True
+
+
+@_device_function
+def _offer_best(w, buf, b):
+    """Branch b of generation buf becomes the best finished one if it has more measurements (or
+    as many and a lower chi2)."""
+    nmb = w.ints[buf, b, _NMEAS]
+    chi = w.real[buf, b, _CHI]
+    if nmb > w.st[_BEST_N] or (nmb == w.st[_BEST_N] and chi < w.fx[_BEST_CHI2]):
+        w.st[_BEST_N] = nmb
+        w.fx[_BEST_CHI2] = chi
+        w.st[_BEST_HOLES] = w.ints[buf, b, _HOLES]
+        for k in range(nmb):
+            w.best_meas[k] = w.meas[buf, b, k]
+        for k in range(5):
+            w.best_params[k] = w.p[buf, b, k]
+
+
+@_device_function
+def _advance_branch(ev, w, b):
+    """One step of branch b: candidates on the next layer (branching), else a hole, else the end."""
+    w.cnt[_N_STEPS] += 1
+    li = _next_surface(ev, w, b)
+    if li >= 0:
+        w.st[_LI] = li
+        _crossing(ev, w, b, li)
+        _scan_window(ev, w, li)
+        _evaluate(ev, w, b, li)
+        if w.st[_NC] > 0:
+            for q in range(w.st[_NC]):
+                if w.st[_NN] >= w.p.shape[1]:
+                    break
+                _child(ev, w, b, q)
+            return
+        if _hole(ev, w, b):
+            return
+    _offer_best(w, w.st[_CUR], b)
+
+
+@_device_function
+def track_seed(ev, w, si):
+    """The CPU filter for seed si (processing position): its best branch into w.best_* and the
+    state (w.st[_BEST_N] measurements)."""
+    _start_seed(ev, w, si)
+    nb = 1
+    for step in range(int(ev.seeds.cfg[_MAX_STEPS])):
+        w.st[_STEP] = step
+        w.st[_NN] = 0
+        for b in range(nb):
+            _advance_branch(ev, w, b)
+        nb = w.st[_NN]
+        w.st[_CUR] = 1 - w.st[_CUR]
+        if nb == 0:
+            break
+    for b in range(nb):  # branches alive after max_steps
+        _offer_best(w, w.st[_CUR], b)
+
+
+@_device_function
+def _store(ev, w, out, si):
+    """Seed si's best branch into out (n = -1 when shorter than min_measurements)."""
+    n = w.st[_BEST_N]
+    for k in range(w.cnt.shape[0]):
+        out.stats[si, k] = w.cnt[k]
+    if n < ev.seeds.cfg[_MIN_MEAS]:
+        out.n[si] = -1
+        return
+    out.n[si] = n
+    for k in range(n):
+        out.meas[si, k] = w.best_meas[k]
+    for k in range(5):
+        out.params[si, k] = w.best_params[k]
+    out.chi2[si] = w.fx[_BEST_CHI2]
+    out.holes[si] = w.st[_BEST_HOLES]
+
+
+@_device_function
+def _decide(seeds, users, i):
+    """The skip rule for seed i: kept unless skip_seed_min_used of its measurements lie on accepted
+    tracks of earlier seeds (users.first from the previous round)."""
+    used = 0
+    for q in range(3):
+        if users.first[seeds.meas3[i, q]] < i:
+            used += 1
+    keep = used < seeds.cfg[_SKIP_MIN]
+    if keep != users.accepted[i]:
+        users.accepted[i] = keep
+        users.changed[0] = 1
+
+
+@_device_function
+def _emit_track(found, dst, i):
+    """Seed i's track into slot dst.pos[i] of the output."""
+    k = dst.pos[i]
+    a = dst.start[i]
+    dst.offsets[k] = a
+    for j in range(found.n[i]):
+        dst.meas[a + j] = found.meas[i, j]
+    for j in range(5):
+        dst.params[k, j] = found.params[i, j]
+    dst.chi2[k] = found.chi2[i]
+    dst.holes[k] = found.holes[i]
+    dst.seed[k] = dst.order[i]
+
+
+# ---------------------------------------------------------------- kernels
+
+@lru_cache(maxsize=None)
+def _filter_kernel(caps: tuple[int, int, int]):
+    """ckf_seeds for one set of buffer capacities (compiled on first launch)."""
+    backend.cuda()  # the numpy shim, before the first compile
+    f8, i8, i4 = np.float64, np.int64, np.int32
+    nb, nc, cap = caps
+
+    @cuda.jit
+    def ckf_seeds(seeds, hits, geo, out):
+        thread = cuda.grid(1)
+        if thread >= seeds.launch.shape[0]:
+            return
+        w = Work(cuda.local.array((2, nb, 5), f8), cuda.local.array((2, nb, 25), f8),
+                 cuda.local.array((2, nb, 12), f8), cuda.local.array((2, nb, 4), i8), cuda.local.array((2, nb, 2), f8),
+                 cuda.local.array((2, nb, cap), i4), cuda.local.array(5, f8), cuda.local.array(5, f8),
+                 cuda.local.array(5, f8), cuda.local.array(5, f8), cuda.local.array(25, f8), cuda.local.array(25, f8),
+                 cuda.local.array(25, f8), cuda.local.array(25, f8), cuda.local.array(20, f8), cuda.local.array(6, f8),
+                 cuda.local.array(6, f8), cuda.local.array(12, f8), cuda.local.array(nc, i8), cuda.local.array(nc, f8),
+                 cuda.local.array((nc, 5), f8), cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4),
+                 cuda.local.array(5, f8), cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8),
+                 cuda.local.array(_N_COUNTERS, i8))
+        si = seeds.launch[thread]
+        ev = Event(seeds, hits, geo)
+        track_seed(ev, w, si)
+        _store(ev, w, out, si)
+
+    return ckf_seeds
+
+
+@lru_cache(maxsize=None)
+def _dedup_kernels():
+    """mark_users and decide (the skip rule as fixed-point rounds) and emit_tracks."""
+    backend.cuda()  # the numpy shim, before the first compile
+
+    @cuda.jit
+    def mark_users(found, users):
+        j = cuda.grid(1)
+        if j < found.n.shape[0] and users.accepted[j]:
+            for k in range(found.n[j]):
+                cuda.atomic.min(users.first, found.meas[j, k], j)
+
+    @cuda.jit
+    def decide(found, seeds, users):
+        i = cuda.grid(1)
+        if i < found.n.shape[0] and found.n[i] >= 0:
+            _decide(seeds, users, i)
+
+    @cuda.jit
+    def emit_tracks(found, users, dst):
+        i = cuda.grid(1)
+        if i < found.n.shape[0] and users.accepted[i]:
+            _emit_track(found, dst, i)
+
+    return mark_users, decide, emit_tracks
+
+
+@lru_cache(maxsize=None)
+def _bounds_kernel():
+    """layer_bounds: per-layer extremes by atomic minimum / maximum (exact, order-independent)."""
+    backend.cuda()  # the numpy shim, before the first compile
+
+    @cuda.jit
+    def layer_bounds(b):
+        m = cuda.grid(1)
+        if m < b.layer.shape[0]:
+            layer = b.layer[m]
+            cuda.atomic.min(b.lo, layer, b.c2[m] - 1.0)
+            cuda.atomic.max(b.hi, layer, b.c2[m] + 1.0)
+            cuda.atomic.max(b.tol, layer, math.sqrt(3.0 * max(b.var0[m], b.var1[m])))
+
+    return layer_bounds
+
+
+# ---------------------------------------------------------------- host steps
+
+def _host(a) -> np.ndarray:
+    """A device or host array as numpy (one synchronisation for a device array)."""
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+def _view(product):
+    """The product's arrays in kernel-argument form (same tuple type)."""
+    return type(product)(*(device_view(a) for a in product))
+
+
+def _launch(kernel, n: int, args, threads: int = 256) -> None:
+    kernel[backend.blocks(n, threads)](*args)
+
+
+def _measurement_geometry(meas: Measurements):
+    """Global phi and coordinate 2 (z on cylinders, r on disks) of every measurement, on the device."""
+    xp = backend.xp()
+    g = xp.asarray(meas.planes)
+    local0 = xp.asarray(meas.local0)
+    local1 = xp.asarray(meas.local1)
+    pos = g[:, 0:3] + local0[:, None] * g[:, 3:6] + local1[:, None] * g[:, 6:9]
+    kind = xp.asarray(meas.layers.kind)
+    layer = xp.asarray(meas.layer_index)
+    phi = xp.arctan2(pos[:, 1], pos[:, 0])
+    c2 = xp.where(kind[layer] == KIND_CYLINDER, pos[:, 2], xp.hypot(pos[:, 0], pos[:, 1]))
+    return phi, c2
+
+
+def _layer_bounds(meas: Measurements, c2) -> LayerBounds:
+    """Per layer: the extent widened to hold every measurement (lo, hi) and the window tolerance
+    (largest measurement extent, at most 10 mm), as the CPU's ``np.minimum.at`` / ``np.maximum.at``."""
+    xp = backend.xp()
+    layers = meas.layers
+    bounds = LayerBounds(xp.asarray(meas.layer_index).astype(xp.int64), c2, xp.asarray(meas.var0, dtype=xp.float64),
+                         xp.asarray(meas.var1, dtype=xp.float64), xp.array(layers.lo_mm, dtype=xp.float64),
+                         xp.array(layers.hi_mm, dtype=xp.float64), xp.zeros(len(layers)))
+    if c2.shape[0]:
+        _launch(_bounds_kernel(), c2.shape[0], (_view(bounds),))
+    return bounds
+
+
+def _grid_shape(layers) -> tuple:
+    """Per-layer bin counts and bin offsets (the CPU's rule, from the nominal layer extents)."""
+    xp = backend.xp()
+    kind, position, lo, hi = (xp.asarray(a) for a in (layers.kind, layers.position_mm, layers.lo_mm, layers.hi_mm))
+    radius = xp.where(kind == KIND_CYLINDER, position, 0.5 * (lo + hi))
+    n_phi = xp.clip((2 * np.pi * radius / 4.0).astype(xp.int64), 8, 1024)
+    n2 = xp.clip(((hi - lo) / 20.0).astype(xp.int64), 1, 256)
+    return n_phi, n2, xp.concatenate((xp.zeros(1, xp.int64), xp.cumsum(n_phi * n2)))
+
+
+def _grid(meas: Measurements, geometry: tuple, bounds: LayerBounds) -> LayerGrid:
+    """The measurement grid from the measurements' (phi, coordinate 2) and the layer bounds."""
+    xp = backend.xp()
+    n_phi, n2, bin_offset = _grid_shape(meas.layers)
+    phi, c2 = geometry
+    layer = bounds.layer
+    lo2 = bounds.lo - 1e-6
+    hi2 = bounds.hi + 1e-6
+    tw = 2 * np.pi / n_phi[layer]
+    ip = xp.mod(xp.floor((phi + np.pi) / tw).astype(xp.int64), n_phi[layer])
+    w2 = (hi2[layer] - lo2[layer]) / n2[layer]
+    i2 = xp.clip(xp.floor((c2 - lo2[layer]) / w2).astype(xp.int64), 0, n2[layer] - 1)
+    b = bin_offset[layer] + ip * n2[layer] + i2
+    order = xp.argsort(b, kind="stable")
+    bin_start = xp.searchsorted(b[order], xp.arange(int(_host(bin_offset[-1:])[0]) + 1)).astype(xp.int64)
+    return LayerGrid(n_phi, n2, lo2, hi2, bin_offset, bin_start, order.astype(xp.int32))
+
+
+def measurement_grid(meas: Measurements) -> LayerGrid:
+    """The CPU's :func:`reference.tracking.ckf.measurement_grid` built on the device (xp arrays)."""
+    geometry = _measurement_geometry(meas)
+    return _grid(meas, geometry, _layer_bounds(meas, geometry[1]))
+
+
+def _hits_and_geometry(meas: Measurements, grid: LayerGrid | None) -> tuple[Hits, Geo]:
+    """Device tables of the measurements, the layers and the grid."""
+    xp = backend.xp()
+    layers = meas.layers
+    phi, c2 = _measurement_geometry(meas)
+    bounds = _layer_bounds(meas, c2)
+    if grid is None:
+        grid = _grid(meas, (phi, c2), bounds)
+    hits = Hits(xp.ascontiguousarray(xp.asarray(meas.planes, dtype=xp.float64)),
+                xp.asarray(meas.local0, dtype=xp.float64), xp.asarray(meas.local1, dtype=xp.float64), bounds.var0,
+                bounds.var1, bounds.layer, phi, c2)
+    layer_tables = [xp.asarray(a) for a in (layers.kind, layers.position_mm, layers.lo_mm, layers.hi_mm,
+                                            layers.delta_mm, layers.x_over_x0)]
+    grid_tables = [xp.asarray(getattr(grid, name)) for name in ("n_phi", "n2", "lo2", "hi2", "bin_offset",
+                                                               "bin_start", "items")]
+    return hits, Geo(*layer_tables, xp.minimum(bounds.tol, 10.0), *grid_tables)
+
+
+def _seed_states(params: TrackParameters, seed_measurements, order, config: CkfConfig) -> SeedStates:
+    xp = backend.xp()
+    meas3 = xp.asarray(seed_measurements).astype(xp.int64).reshape(-1, 3)[order]
+    states = xp.ascontiguousarray(xp.asarray(params.params, dtype=xp.float64)[order])
+    return SeedStates(states, xp.ascontiguousarray(xp.asarray(params.cov, dtype=xp.float64)[order]),
+                      xp.asarray(params.surface).astype(xp.int64)[order], xp.ascontiguousarray(meas3),
+                      xp.asarray(parameter_vector(config)), xp.argsort(states[:, 3]))
+
+
+def _check_inputs(params: TrackParameters, seed_measurements, meas: Measurements, order) -> None:
+    """Shapes on the host, index ranges with one device reduction."""
+    xp = backend.xp()
+    n = len(params)
+    shape = tuple(seed_measurements.shape)
+    if shape != (n, 3):
+        raise TrackingInputError(f"seed_measurements must have shape ({n}, 3) for {n} seeds, not {shape}.")
+    if tuple(params.params.shape) != (n, 5) or tuple(params.cov.shape) != (n, 25):
+        raise TrackingInputError("params must hold (n, 5) parameters and (n, 25) covariances for its n surfaces.")
+    if order.ndim != 1:
+        raise TrackingInputError("seed_order must be a one-dimensional array of seed rows.")
+    n_meas = len(meas)
+    bad = [xp.any((order < 0) | (order >= n))] if order.shape[0] else []
+    if n:
+        surface, meas3 = xp.asarray(params.surface), xp.asarray(seed_measurements)
+        bad += [xp.any((surface < 0) | (surface >= n_meas)), xp.any((meas3 < 0) | (meas3 >= n_meas))]
+    flags = _host(xp.stack(bad)) if bad else np.zeros(0, bool)
+    if flags.any():
+        raise TrackingInputError("seed_order, the seed surfaces and seed_measurements must index existing seeds "
+                                 f"and the {n_meas} measurements.")
+
+
+def prepare(params: TrackParameters, seed_measurements, meas: Measurements, config: CkfConfig = CkfConfig(),
+            **options) -> tuple[object, Event]:
+    """Checked device tables for the filter: (processing order, :class:`Event`). ``options``:
+    seed_order and grid, as for :func:`find_tracks`."""
+    unknown = set(options) - {"seed_order", "grid"}
+    if unknown:
+        raise TrackingInputError(f"find_tracks takes seed_order and grid as options, not {sorted(unknown)}.")
+    xp = backend.xp()
+    seed_order = options.get("seed_order")
+    n = len(params)
+    order = xp.arange(n, dtype=xp.int64) if seed_order is None else xp.asarray(seed_order).astype(xp.int64)
+    seed_measurements = xp.asarray(seed_measurements)
+    _check_inputs(params, seed_measurements, meas, order)
+    hits, geo = _hits_and_geometry(meas, options.get("grid"))
+    return order, Event(_seed_states(params, seed_measurements, order, config), hits, geo)
+
+
+def filter_seeds(ev: Event, caps: tuple[int, int, int]) -> Found:
+    """The filter for every seed of ``ev`` with buffer capacities ``caps`` (branches per seed,
+    candidates per surface, measurements per branch; see :func:`capacities`)."""
+    xp = backend.xp()
+    n = ev.seeds.surface.shape[0]
+    found = Found(xp.full(n, -1, xp.int64), xp.zeros((n, caps[2]), xp.int32), xp.zeros(n), xp.zeros(n, xp.int64),
+                  xp.zeros((n, 5)), xp.zeros((n, _N_COUNTERS), xp.int64))
+    if ev.seeds.launch.shape[0]:
+        _launch(_filter_kernel(tuple(caps)), ev.seeds.launch.shape[0],
+                (_view(ev.seeds), _view(ev.hits), _view(ev.geo), _view(found)), _THREADS)
+    return found
+
+
+def _accepted(views: tuple, found: Found, n_meas: int, skip_used: bool) -> tuple[Users, int]:
+    """Seeds whose track the CPU's skip rule keeps (users.accepted), and the rounds it took.
+    ``views``: (found, seeds) as kernel arguments."""
+    xp = backend.xp()
+    n = found.n.shape[0]
+    users = Users(xp.empty(n_meas, xp.int64), found.n >= 0, xp.zeros(1, xp.int32))
+    if not skip_used:
+        return users, 0
+    mark, decide, _ = _dedup_kernels()
+    uview = _view(users)
+    for rounds in range(1, n + 2):  # round r settles seed r - 1 at the latest
+        users.first.fill(n)
+        users.changed.fill(0)
+        _launch(mark, n, (views[0], uview))
+        _launch(decide, n, (views[0], views[1], uview))
+        if not int(_host(users.changed)[0]):
+            return users, rounds
+    raise AssertionError("the skip rule did not reach its fixed point")  # unreachable: see the loop bound
+
+
+def _emit(found_view: Found, found: Found, users: Users, order, stats: dict) -> Tracks:
+    """Accepted tracks in processing order (count -> allocate -> fill)."""
+    xp = backend.xp()
+    accepted = users.accepted
+    kept = accepted.astype(xp.int64)
+    counts = xp.where(accepted, found.n, 0)
+    pos = xp.cumsum(kept) - kept
+    start = xp.cumsum(counts) - counts
+    totals = _host(xp.concatenate((xp.stack((kept.sum(), counts.sum())), found.stats.sum(axis=0))))
+    n_tracks, n_total = int(totals[0]), int(totals[1])
+    dst = Emit(order, pos, start, xp.empty(n_tracks + 1, xp.int64), xp.empty(n_total, xp.int64),
+               xp.empty(n_tracks), xp.empty(n_tracks, xp.int64), xp.empty((n_tracks, 5)), xp.empty(n_tracks, xp.int64))
+    dst.offsets[n_tracks] = n_total
+    if n_tracks:
+        _launch(_dedup_kernels()[2], found.n.shape[0], (found_view, _view(users), _view(dst)))
+    stats.update({name: int(v) for name, v in zip(_COUNTERS, totals[2:])})
+    stats["tracks"] = n_tracks
+    return Tracks(dst.offsets, dst.meas, dst.chi2, dst.holes, dst.params, dst.seed, stats)
+
+
+def deduplicate(ev: Event, found: Found, order, skip_used: bool) -> Tracks:
+    """The CPU's skip rule over the filtered seeds, then the accepted tracks (:class:`Tracks`)."""
+    views = (_view(found), _view(ev.seeds))
+    users, rounds = _accepted(views, found, ev.hits.layer.shape[0], skip_used)
+    return _emit(views[0], found, users, order, {"seeds_run": int(found.n.shape[0]), "dedup_rounds": rounds})
+
+
+def _report_overflow(stats: dict) -> None:
+    if stats["window_overflow"] or stats["track_overflow"]:
+        warnings.warn(f"GPU CKF buffers overflowed: {stats['window_overflow']} window measurements beyond "
+                      f"{MAX_WINDOW_ITEMS} and {stats['track_overflow']} track measurements beyond the branch "
+                      "capacity were dropped (as the CPU drops them).", RuntimeWarning, stacklevel=3)
+
+
+def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, config: CkfConfig = CkfConfig(),
+                **options) -> Tracks:
+    """The CPU's :func:`reference.tracking.ckf.find_tracks` on the device, called the same way:
+    ``find_tracks(params, seed_measurements, meas, config, seed_order=..., grid=...)``.
+
+    Inputs may be host or device arrays. ``seed_order``: processing order (default: as given);
+    ``grid``: the measurement grid (host or device, e.g. from :func:`measurement_grid`), built on
+    the device when None. Returns :class:`Tracks` with device arrays in the CPU's order;
+    ``stats`` holds the counters over all seeds (the filter runs every seed, the skip rule comes
+    afterwards), ``dedup_rounds`` and ``tracks``.
+    """
+    caps = capacities(config)
+    order, ev = prepare(params, seed_measurements, meas, config, **options)
+    tracks = deduplicate(ev, filter_seeds(ev, caps), order, bool(config.skip_used_seeds))
+    _report_overflow(tracks.stats)
+    return tracks
+
+
+def canonical_order(tracks: Tracks):
+    """Permutation that sorts tracks by seed row (one track per seed); host or device arrays."""
+    xp = np if isinstance(tracks.seed, np.ndarray) else backend.xp()
+    return xp.argsort(tracks.seed, kind="stable")
+
+
+def canonical(tracks: Tracks) -> Tracks:
+    """The tracks on the host, sorted by seed row (for comparisons of any two track sets)."""
+    host = Tracks(*(_host(getattr(tracks, name)) for name in ("offsets", "meas", "chi2", "n_holes", "params", "seed")),
+                  dict(tracks.stats))
+    return host.subset(canonical_order(host))
