@@ -153,7 +153,8 @@ def reconstruct_event(event: Event, detector: Detector | None = None, config: Ch
     clock.stop("ckf")
     tracks = resolve_ambiguities(tracks_all, len(meas), config.ambiguity)
     clock.stop("ambiguity")
-    info.update({"measurements": len(meas), "spacepoints": len(sp), "seeds": len(seeds)})
+    info.update({"measurements": len(meas), "spacepoints": len(sp), "seeds": len(seeds),
+                 "ckf_window_overflow": tracks_all.stats.get("window_overflow", 0)})
     if config.low_pt is not None:
         tracks_all, tracks = _low_pt_iteration(config, meas, sp, grid, params, tracks_all, tracks, clock, info)
     timings["total"] = sum(timings.values())

@@ -142,6 +142,17 @@ def _layer_plane(x, y, z, kind, out):
     out[0], out[1], out[2] = x, y, z
 
 
+@njit(cache=True, inline="always")
+def phi_difference(a, b):
+    """a - b wrapped into [-pi, pi]."""
+    d = a - b
+    if d > math.pi:
+        d -= 2.0 * math.pi
+    elif d < -math.pi:
+        d += 2.0 * math.pi
+    return d
+
+
 @njit(cache=True)
 def line_residuals(g, pw, m0, m1):
     """Straight line from g[0:3] along the unit direction g[3:6] to the plane pw (12 floats):
@@ -178,7 +189,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     n_seeds = seed_params.shape[0]
     n_meas_total = l0.shape[0]
     used = np.zeros(n_meas_total, np.bool_)
-    stats = np.zeros(4, np.int64)  # branch steps, window items scanned, propagations, seeds run
+    stats = np.zeros(5, np.int64)  # branch steps, window items scanned, propagations, seeds run, window overflow
 
     MAXB = max_b_seed
     # branch state (two buffers: current and next)
@@ -333,11 +344,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                             for kk in range(g_start[bin_], g_start[bin_ + 1]):
                                 m = g_items[kk]
                                 stats[1] += 1
-                                dph = mphi[m] - phi_i
-                                if dph > math.pi:
-                                    dph -= 2.0 * math.pi
-                                elif dph < -math.pi:
-                                    dph += 2.0 * math.pi
+                                dph = phi_difference(mphi[m], phi_i)
                                 if abs(dph) > dphi or abs(mc2[m] - c2) > w_2:
                                     continue
                                 # cheap pre-selection: straight line from the layer crossing to
@@ -348,6 +355,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                 sig2c = sig2 + sl * sl * (C[12] + C[18])
                                 if r0 * r0 / (sig2c + v0[m]) + r1 * r1 / (sig2c + v1[m]) > chi2_max:
                                     continue
+                                stats[4] += nw >= MAXW  # dropped: the window buffer is full
                                 if nw < MAXW:
                                     win_m[nw] = m
                                     nw += 1
@@ -582,5 +590,5 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
         layers.delta_mm, layers.x_over_x0, tol, grid.n_phi, grid.n2, grid.lo2, grid.hi2, grid.bin_offset,
         grid.bin_start, grid.items, cfg, config.skip_used_seeds)
     counters = {"branch_steps": int(stats[0]), "window_items": int(stats[1]), "propagations": int(stats[2]),
-                "seeds_run": int(stats[3])}
+                "seeds_run": int(stats[3]), "window_overflow": int(stats[4])}
     return Tracks(offsets, flat, chi2, holes, tparams, order[tseed], counters)

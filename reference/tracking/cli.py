@@ -153,7 +153,7 @@ def reconstruct(
                 hit_id, track_id = submission(res, ev.hits.hit_id)
                 write_submission(out / f"{prefix}-submission.csv", hit_id, track_id)
                 for key in ("hits_dropped_nonfinite", "cells_skipped_unknown_module", "cells_skipped_out_of_module",
-                            "hits_skipped_unknown_module"):
+                            "hits_skipped_unknown_module", "ckf_window_overflow"):
                     if res.info.get(key):
                         notes.append(f"{prefix}: {res.info[key]} {key.replace('_', ' ')}")
                 record = {"event": prefix, "timings_s": res.timings_s, "info": res.info}
