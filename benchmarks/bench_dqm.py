@@ -113,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "dqm")
+    parser.add_argument("--models", default="lstm,xlstm", help="Autoencoders to train (the first is the teacher).")
+    parser.add_argument("--heavy-ion-runs", type=int, default=24, help="0 skips the continual-learning step.")
     parser.add_argument("--summarise", type=Path, help="Only print the tables of an existing results.json.")
     args = parser.parse_args()
     if args.summarise:
@@ -120,7 +122,7 @@ def main() -> None:
         return
     from reference.dqm.experiment import ExperimentConfig, run_experiment
 
-    config = ExperimentConfig()
+    config = ExperimentConfig(models=tuple(args.models.split(",")), heavy_ion_runs=args.heavy_ion_runs)
     config = replace(config, train=replace(config.train, device=args.device),
                      student_train=replace(config.student_train, device=args.device))
     start = time.perf_counter()
