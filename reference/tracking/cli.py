@@ -104,12 +104,32 @@ def _binned_table(summary: dict):
     return t
 
 
+def _event_runner(device: str):
+    """The function that reconstructs one event on ``device``; one sentence when it cannot run."""
+    if device == "cpu":
+        from reference.tracking.chain import reconstruct_event
+
+        return reconstruct_event
+    if device != "gpu":
+        _fail(f"Unknown device '{device}'; use --device cpu or --device gpu.")
+    from reference.tracking.gpu.backend import GPUUnavailable, xp
+
+    try:
+        xp()
+    except GPUUnavailable as exc:
+        _fail(str(exc))
+    from reference.tracking.gpu.chain import reconstruct_event_gpu
+
+    return reconstruct_event_gpu
+
+
 def reconstruct(
     directory: Path = typer.Argument(..., help="Directory with TrackML events (eventNNN-hits.csv ...)."),
     out: Path = typer.Option(..., "--out", help="Directory for submissions and performance JSON."),
     detector: Optional[Path] = typer.Option(None, "--detector", help="TrackML detectors.csv (default: "
                                             "DIR/detectors.csv when present; otherwise layers come from the hits)."),
-    device: str = typer.Option("cpu", "--device", help="Device to run on (cpu)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, or gpu: clusterization to the CKF on the GPU "
+                               "(numba.cuda and CuPy), ambiguity resolution on the host."),
     max_events: Optional[int] = typer.Option(None, "--events", min=1, help="Reconstruct at most this many events."),
     plots: bool = typer.Option(False, "--plots", help="Also write efficiency plots (png) per event."),
     low_pt: bool = typer.Option(False, "--low-pt", help="Add a second, low-pT (150 MeV) iteration on the "
@@ -119,12 +139,11 @@ def reconstruct(
     from rich.console import Console
     from rich.progress import Progress
 
-    from reference.tracking.chain import ChainConfig, LowPtIteration, reconstruct_event, submission
+    from reference.tracking.chain import ChainConfig, LowPtIteration, submission
     from reference.tracking.performance import combine, evaluate, plot_performance
     from reference.tracking.trackml_io import list_events, read_detector, read_event, write_submission
 
-    if device != "cpu":
-        _fail(f"Device '{device}' is not available for the tracking chain yet; use --device cpu.")
+    run_event = _event_runner(device)
     console = Console()
     try:
         prefixes = list_events(directory)
@@ -149,7 +168,7 @@ def reconstruct(
                 ev = read_event(directory, prefix)
                 if ev.cells is not None and det is None:
                     notes.append(f"{prefix}: cells ignored (no detector description); hits used as spacepoints")
-                res = reconstruct_event(ev, det, config)
+                res = run_event(ev, det, config)
                 hit_id, track_id = submission(res, ev.hits.hit_id)
                 write_submission(out / f"{prefix}-submission.csv", hit_id, track_id)
                 for key in ("hits_dropped_nonfinite", "cells_skipped_unknown_module", "cells_skipped_out_of_module",

@@ -35,8 +35,8 @@ def test_bad_directory_and_device(tmp_path):
     r = runner.invoke(app, ["reconstruct", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1
     assert "not found" in r.output and "Traceback" not in r.output
-    r = runner.invoke(app, ["reconstruct", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "gpu"])
-    assert r.exit_code == 1 and "cpu" in r.output
+    r = runner.invoke(app, ["reconstruct", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "tpu"])
+    assert r.exit_code == 1 and "Unknown device" in r.output and "--device cpu" in r.output
 
 
 def test_bad_events_are_counted_skips(tmp_path):
@@ -55,3 +55,23 @@ def test_bad_events_are_counted_skips(tmp_path):
     assert "skipped" in r.output and "event000000002" in r.output and "event000000003" in r.output
     assert "reconstructed 1 of 3" in r.output
     assert "Traceback" not in r.output
+
+
+def test_reconstruct_on_a_gpu_that_is_not_there_says_so(tmp_path, monkeypatch):
+    """Without CuPy (or a device) ``--device gpu`` stops with one sentence, not a traceback."""
+    import importlib.util
+
+    from reference.tracking.gpu import backend
+
+    if importlib.util.find_spec("cupy") is not None:
+        import pytest
+
+        pytest.skip("CuPy is installed here; the refusal is for machines without it")
+    monkeypatch.setenv("NUMBA_ENABLE_CUDASIM", "0")
+    backend.xp.cache_clear()
+    try:
+        r = runner.invoke(_app(), ["reconstruct", str(tmp_path), "--out", str(tmp_path / "o"), "--device", "gpu"])
+    finally:
+        backend.xp.cache_clear()
+    assert r.exit_code == 1
+    assert "CuPy" in r.output and "Traceback" not in r.output

@@ -1,0 +1,78 @@
+"""The whole tracking chain with its GPU stages: clusterization, spacepoint formation, seeding,
+parameter estimation and the CKF on the device, the greedy ambiguity resolution on the host.
+
+Products come back to the host once, after the CKF (timed as ``to_host``), so that the result is
+the same :class:`~reference.tracking.chain.ChainResult` the CPU chain gives and the physics
+performance is computed the same way. Stage times are wall times with the device synchronised at
+each stage boundary.
+"""
+
+from __future__ import annotations
+
+from auditor.products import to_host
+from reference.tracking.ambiguity import resolve_ambiguities
+from reference.tracking.chain import ChainConfig, ChainResult, _Clock
+from reference.tracking.errors import TrackingInputError
+from reference.tracking.event import Event
+from reference.tracking.geometry import Detector
+from reference.tracking.gpu import backend
+
+
+class _DeviceClock(_Clock):
+    """A stage clock that waits for the device before reading the time."""
+
+    def stop(self, name: str) -> None:
+        backend.synchronize()
+        super().stop(name)
+
+
+def _device_stages(event: Event, detector: Detector | None, config: ChainConfig, clock: _Clock) -> dict:
+    from reference.tracking.gpu.ckf import find_tracks, measurement_grid
+    from reference.tracking.gpu.clusterization import clusterization_gpu, event_to_device
+    from reference.tracking.gpu.estimation import estimate_track_parameters
+    from reference.tracking.gpu.seeding import find_seeds
+    from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
+
+    xp = backend.xp()
+    device_event = event_to_device(event)
+    clock.stop("to_device")
+    out = {"measurements": clusterization_gpu(device_event, detector)}
+    clock.stop("clusterization")
+    out["spacepoints"] = form_spacepoints_gpu(out["measurements"])
+    clock.stop("spacepoints")
+    out["seeds"] = find_seeds(out["spacepoints"], config.seeding)
+    clock.stop("seeding")
+    out["parameters"], out["seed_valid"] = estimate_track_parameters(out["seeds"], out["spacepoints"],
+                                                                     out["measurements"], config.estimation)
+    clock.stop("estimation")
+    sp_meas, seeds, valid = out["spacepoints"].measurement, out["seeds"], out["seed_valid"]
+    seed_meas = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[valid]
+    order = xp.argsort(-seeds.weight[valid], kind="stable")
+    out["tracks_all"] = find_tracks(out["parameters"], seed_meas, out["measurements"], config.ckf, seed_order=order,
+                                    grid=measurement_grid(out["measurements"]))
+    clock.stop("ckf")
+    return out
+
+
+def reconstruct_event_gpu(event: Event, detector: Detector | None = None,
+                          config: ChainConfig = ChainConfig()) -> ChainResult:
+    """Run the chain on the device (see the module docstring) and return host products."""
+    if config.low_pt is not None:
+        raise TrackingInputError("The low-pT iteration runs on the CPU only; drop --low-pt or use --device cpu.")
+    timings: dict = {}
+    cpu: dict = {}
+    clock = _DeviceClock(timings, cpu)
+    on_device = _device_stages(event, detector, config, clock)
+    host = to_host(on_device)
+    clock.stop("to_host")
+    tracks = resolve_ambiguities(host["tracks_all"], len(host["measurements"]), config.ambiguity)
+    clock.stop("ambiguity")
+    timings["total"] = sum(timings.values())
+    cpu["total"] = sum(cpu.values())
+    info = dict(event.info)
+    info.update({"measurements": len(host["measurements"]), "spacepoints": len(host["spacepoints"]),
+                 "seeds": len(host["seeds"]), "ckf_window_overflow": host["tracks_all"].stats.get("window_overflow", 0),
+                 "tracks_before_ambiguity": len(host["tracks_all"]), "tracks": len(tracks), "device": "gpu"})
+    used_cells = event.cells is not None and detector is not None
+    return ChainResult(host["measurements"], host["spacepoints"], host["seeds"], host["parameters"],
+                       host["seed_valid"], host["tracks_all"], tracks, timings, info, used_cells, cpu)
