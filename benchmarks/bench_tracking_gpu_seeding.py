@@ -32,35 +32,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-
-def summarize_ms(values) -> dict:
-    v = np.asarray(values, float)
-    return {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75)),
-            "min": float(v.min()), "max": float(v.max()), "n": int(len(v))}
-
-
-def gpu_or_exit():
-    """CuPy and a CUDA device, or exit with one sentence."""
-    from reference.tracking.gpu import backend
-    if backend.simulated():
-        sys.exit("This benchmark needs a real GPU: unset NUMBA_ENABLE_CUDASIM.")
-    try:
-        return backend.xp()
-    except backend.GPUUnavailable as error:
-        sys.exit(f"No GPU to benchmark on: {error}")
-
-
-def timed(cp, fn, repeats: int) -> list:
-    """CUDA-event times (ms) of ``fn()`` over ``repeats`` calls (after the caller's warm-up)."""
-    out = []
-    for _ in range(repeats):
-        start, end = cp.cuda.Event(), cp.cuda.Event()
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        out.append(cp.cuda.get_elapsed_time(start, end))
-    return out
+from gpu_timing import gpu_or_exit, summarize_ms, timed  # noqa: E402
 
 
 def step_times(cp, sp_dev, config, precision: str, repeats: int) -> dict:
