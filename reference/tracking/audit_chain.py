@@ -18,6 +18,12 @@ from reference.tracking.chain import ChainConfig, _Clock, _measurements_from_eve
 from reference.tracking.ckf import find_tracks, measurement_grid
 from reference.tracking.estimation import estimate_track_parameters
 from reference.tracking.geometry import build_generic_detector
+from reference.tracking.gpu import backend
+from reference.tracking.gpu import ckf as gpu_ckf
+from reference.tracking.gpu import clusterization as gpu_clusterization
+from reference.tracking.gpu import estimation as gpu_estimation
+from reference.tracking.gpu import seeding as gpu_seeding
+from reference.tracking.gpu import spacepoints as gpu_spacepoints
 from reference.tracking.seeding import find_seeds
 from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
 from reference.tracking.spacepoints import form_spacepoints
@@ -57,27 +63,19 @@ def clusterization(event, detector):
 
 def clusterization_gpu(event, detector):
     """The same on the device (numba.cuda connected-component labelling)."""
-    from reference.tracking.gpu.clusterization import clusterization_gpu as run
-
-    return run(event, _detector(detector))
+    return gpu_clusterization.clusterization_gpu(event, _detector(detector))
 
 
 def spacepoints_gpu(measurements):
-    from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
-
-    return form_spacepoints_gpu(measurements)
+    return gpu_spacepoints.form_spacepoints_gpu(measurements)
 
 
 def seeding_gpu(spacepoints):
-    from reference.tracking.gpu.seeding import find_seeds as find_seeds_gpu
-
-    return find_seeds_gpu(spacepoints, CONFIG.seeding)
+    return gpu_seeding.find_seeds(spacepoints, CONFIG.seeding)
 
 
 def estimation_gpu(seeds, spacepoints, measurements):
-    from reference.tracking.gpu.estimation import estimate_track_parameters as estimate_gpu
-
-    return estimate_gpu(seeds, spacepoints, measurements, CONFIG.estimation)
+    return gpu_estimation.estimate_track_parameters(seeds, spacepoints, measurements, CONFIG.estimation)
 
 
 def spacepoints(measurements):
@@ -95,16 +93,12 @@ def estimation(seeds, spacepoints, measurements):
 
 def ckf_gpu(parameters, seed_valid, seeds, spacepoints, measurements):
     """The CKF on the device: one thread per seed, the CPU's propagation and Kalman update."""
-    from reference.tracking.gpu import backend
-    from reference.tracking.gpu.ckf import find_tracks as find_tracks_gpu
-    from reference.tracking.gpu.ckf import measurement_grid as measurement_grid_gpu
-
     xp = backend.xp()
     sp_meas = spacepoints.measurement
     seed_measurements = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[seed_valid]
     order = xp.argsort(-seeds.weight[seed_valid], kind="stable")
-    return find_tracks_gpu(parameters, seed_measurements, measurements, CONFIG.ckf, seed_order=order,
-                           grid=measurement_grid_gpu(measurements))
+    return gpu_ckf.find_tracks(parameters, seed_measurements, measurements, CONFIG.ckf, seed_order=order,
+                               grid=gpu_ckf.measurement_grid(measurements))
 
 
 def ckf(parameters, seed_valid, seeds, spacepoints, measurements):
