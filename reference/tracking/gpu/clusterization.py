@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from numba import cuda, njit
 
+from auditor.products import to_host
 from reference.tracking.clusterization import Clusters
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.event import Cells, Event, Hits
@@ -733,24 +734,6 @@ def consecutive_block(arrays: list):
     return base[start:stop] if stop <= base.size else None
 
 
-def _to_host(array) -> np.ndarray:
-    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
-
-
-def to_host(product):
-    """A copy of a product dataclass (Measurements, Spacepoints, Clusters, ...) with numpy arrays
-    in place of xp arrays (nested dataclasses too)."""
-    values = {}
-    for f in dataclasses.fields(product):
-        value = getattr(product, f.name)
-        if dataclasses.is_dataclass(value):
-            value = to_host(value)
-        elif hasattr(value, "shape"):
-            value = _to_host(value)
-        values[f.name] = value
-    return type(product)(**values)
-
-
 def to_device(product):
     """A copy of a product dataclass with xp arrays in place of numpy arrays (nested too)."""
     xp = backend.xp()
@@ -910,7 +893,7 @@ def _label_clusters(ws: _Workspace, n_cells: int) -> tuple:
     ws.ints[h[_KEY]:h[_KEY] + n_cells].sort()
     _union_kernel()[backend.blocks(n_cells)](ws.ints_k)
     _flatten_kernel()[backend.blocks(n_cells, SCAN_THREADS)](ws.ints_k, ws.floats_k)
-    n_clusters, unsorted = (int(x) for x in _to_host(ws.ints[_NCL:_HEADER]))
+    n_clusters, unsorted = (int(x) for x in to_host(ws.ints[_NCL:_HEADER]))
     return n_clusters, unsorted == 1
 
 
@@ -1031,9 +1014,9 @@ def canonical_order(measurements: Measurements) -> np.ndarray:
     """Host permutation putting measurements in a canonical order: by module (layer, then plane
     centre z, y, x) then local0, local1, all rounded to float32 so that float32 and float64
     products order alike."""
-    planes = _to_host(measurements.planes).astype(np.float32)
-    keys = (_to_host(measurements.local1).astype(np.float32), _to_host(measurements.local0).astype(np.float32),
-            planes[:, 0], planes[:, 1], planes[:, 2], _to_host(measurements.layer_index))
+    planes = to_host(measurements.planes).astype(np.float32)
+    keys = (to_host(measurements.local1).astype(np.float32), to_host(measurements.local0).astype(np.float32),
+            planes[:, 0], planes[:, 1], planes[:, 2], to_host(measurements.layer_index))
     return np.lexsort(keys)
 
 
