@@ -53,7 +53,6 @@ from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.clusterization import device_view
 from reference.tracking.helix import C_LIGHT, helix_advance, next_layer, propagate_bound, propagate_bound_jacobian
 from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalman_update_2d, transport_covariance
 from reference.tracking.spacepoints import Measurements
@@ -746,7 +745,7 @@ def _host(a) -> np.ndarray:
 
 def _view(product):
     """The product's arrays in kernel-argument form (same tuple type)."""
-    return type(product)(*(device_view(a) for a in product))
+    return type(product)(*(backend.kernel_arg(a) for a in product))
 
 
 def _launch(kernel, n: int, args, threads: int = 256) -> None:

@@ -50,7 +50,6 @@ from numba import cuda  # kernels must name numba.cuda as a module global (the s
 
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.clusterization import device_view
 from reference.tracking.helix import C_LIGHT
 from reference.tracking.seeding import (Seeds, SeedingConfig, distance_range, doublet_compatible,
                                         doublet_helix_compatible, lin_circle, lower_bound, triplet_compatible)
@@ -755,7 +754,7 @@ def view_arg(arg):
     if isinstance(arg, tuple):
         fields = [view_arg(a) for a in arg]
         return type(arg)(*fields) if hasattr(arg, "_fields") else tuple(fields)
-    return device_view(arg) if hasattr(arg, "dtype") else arg
+    return backend.kernel_arg(arg) if hasattr(arg, "dtype") else arg
 
 
 # ---------------------------------------------------------------- host steps

@@ -12,7 +12,7 @@ from numba import cuda
 
 from reference.tracking.geometry import KIND_CYLINDER
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.clusterization import Identity, consecutive_block, device_view, local_to_global
+from reference.tracking.gpu.clusterization import Identity, consecutive_block, local_to_global
 from reference.tracking.spacepoints import Measurements, Spacepoints
 
 
@@ -46,7 +46,7 @@ def _spacepoint_kernel():
 def _kind_view(layers: Identity):
     """Kernel view of a layer table's kinds, kept per table: the GPU clusterization hands out
     one cached device table per detector, so this is built once."""
-    return device_view(backend.xp().asarray(layers.obj.kind))
+    return backend.kernel_arg(backend.xp().asarray(layers.obj.kind))
 
 
 def _measurement_block(meas: Measurements, dtype):
@@ -74,7 +74,7 @@ def form_spacepoints_gpu(measurements: Measurements) -> Spacepoints:
     if n:
         block = _measurement_block(measurements, dtype)
         kind = _kind_view(Identity(measurements.layers))
-        _spacepoint_kernel()[backend.blocks(n)](device_view(block), device_view(xp.asarray(measurements.layer_index)),
-                                                kind, device_view(out_f), device_view(out_i))
+        _spacepoint_kernel()[backend.blocks(n)](backend.kernel_arg(block), backend.kernel_arg(xp.asarray(measurements.layer_index)),
+                                                kind, backend.kernel_arg(out_f), backend.kernel_arg(out_i))
     x, y, z, var_r, var_z = (out_f[k * n:(k + 1) * n] for k in range(5))
     return Spacepoints(x, y, z, out_i, var_r, var_z)
