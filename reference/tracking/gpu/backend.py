@@ -49,6 +49,21 @@ def xp() -> ModuleType:
     return cupy
 
 
+def device_present() -> bool:
+    """True when CuPy is installed and numba sees a CUDA device (a broken driver counts as none);
+    False under the simulator, which runs on the host."""
+    if simulated():
+        return False
+    import importlib.util  # pylint: disable=import-outside-toplevel
+
+    if importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        return bool(cuda().is_available())
+    except Exception:  # pylint: disable=broad-except  # a broken driver counts as no device
+        return False
+
+
 def kernel_arg(array):
     """The form of ``array`` that kernels are launched with: under the simulator the array itself;
     on a GPU a CuPy array wrapped as a numba device array directly from its pointer (about 4 us,

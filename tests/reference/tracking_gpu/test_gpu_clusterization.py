@@ -6,7 +6,6 @@ without a GPU.
 """
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 import pytest
@@ -280,16 +279,7 @@ def test_bad_input_gives_one_clear_error(detector, tiny_event):
     assert device_detector(detector) is device_detector(detector)
 
 
-def _cuda_device_present() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        return bool(backend.cuda().is_available())
-    except Exception:  # pylint: disable=broad-except  # a broken driver counts as no device
-        return False
-
-
-@pytest.mark.skipif(backend.simulated() or not _cuda_device_present(),
+@pytest.mark.skipif(not backend.device_present(),
                     reason="needs a CUDA GPU with CuPy and NUMBA_ENABLE_CUDASIM=0 (the simulator is too slow for mu=200)")
 def test_pileup_200_event_on_the_gpu_matches_cpu(detector):
     event = simulate_event(detector, SimulationConfig(pileup=200), seed=11, planes=module_planes(detector))

@@ -6,7 +6,6 @@ test runs the real kernel on a pile-up 200 event and is skipped without a GPU.
 """
 
 import dataclasses
-import importlib.util
 import math
 
 import numpy as np
@@ -113,16 +112,7 @@ def test_bad_dtype_gives_one_clear_error(tiny):
         estimate_track_parameters(*tiny, dtype="half")
 
 
-def _cuda_device_present() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        return bool(backend.cuda().is_available())
-    except Exception:  # pylint: disable=broad-except  # a broken driver counts as no device
-        return False
-
-
-@pytest.mark.skipif(backend.simulated() or not _cuda_device_present(),
+@pytest.mark.skipif(not backend.device_present(),
                     reason="needs a CUDA GPU with CuPy and NUMBA_ENABLE_CUDASIM=0 (the simulator is too slow for mu=200)")
 def test_pileup_200_event_on_the_gpu_matches_cpu():
     seeds, sp, meas = _event(200, 60.0, 11)

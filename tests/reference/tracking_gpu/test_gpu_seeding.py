@@ -6,7 +6,6 @@ kernels on a pile-up 200 event and is skipped without a GPU.
 """
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 import pytest
@@ -172,16 +171,7 @@ def test_bad_options_give_one_clear_error(tiny_sp):
         find_seeds(tiny_sp, SeedingConfig(max_seeds_per_middle=0))
 
 
-def _cuda_device_present() -> bool:
-    if importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        return bool(backend.cuda().is_available())
-    except Exception:  # pylint: disable=broad-except  # a broken driver counts as no device
-        return False
-
-
-@pytest.mark.skipif(backend.simulated() or not _cuda_device_present(),
+@pytest.mark.skipif(not backend.device_present(),
                     reason="needs a CUDA GPU with CuPy and NUMBA_ENABLE_CUDASIM=0 (the simulator is too slow for mu=200)")
 def test_pileup_200_event_on_the_gpu_matches_cpu():
     sp = _spacepoints(200, 60.0, 11)
