@@ -64,11 +64,11 @@ class SeedsConfig:
 class DqmConfig:
     """Data and teacher of the DQM task (passed on to ``reference.dqm.experiment``)."""
 
-    runs: int = 40  #: proton-proton runs, split 60/20/20 by run
-    teacher_epochs: int = 12
+    runs: int = 150  #: proton-proton runs, split 60/20/20 by run (as the DQM experiment)
+    teacher_epochs: int = 30
     teacher_hidden: int = 64  #: LSTM hidden units (latent 16)
     window: int = 32  #: lumiblocks per window
-    max_windows: int = 8000  #: training windows per teacher epoch
+    max_windows: int = 20000  #: training windows per teacher epoch
     seed: int = 0
     quick: bool = False  #: tiny sizes from ``dqm.experiment.quick_config`` (tests, smoke runs)
 
