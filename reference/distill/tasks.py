@@ -70,6 +70,7 @@ class DqmConfig:
     window: int = 32  #: lumiblocks per window
     max_windows: int = 20000  #: training windows per teacher epoch
     seed: int = 0
+    student_runs: int = 300  #: extra runs scored by the teacher for the students' training split
     quick: bool = False  #: tiny sizes from ``dqm.experiment.quick_config`` (tests, smoke runs)
 
 
@@ -419,7 +420,8 @@ def _dqm_config(config: DqmConfig):
     from reference.dqm.experiment import ExperimentConfig, quick_config
     from reference.dqm.train import TrainConfig
 
-    options = {"models": ("lstm",), "student": False, "heavy_ion_runs": 0, "seed": config.seed}
+    options = {"models": ("lstm",), "student": False, "heavy_ion_runs": 0, "seed": config.seed,
+               "student_runs": config.student_runs}
     if config.quick:
         return quick_config(**options)
     return ExperimentConfig(runs=config.runs, window=config.window,
@@ -430,7 +432,7 @@ def _dqm_config(config: DqmConfig):
 def dqm_task(config: TaskConfig = TaskConfig(), step: Step = lambda message: None) -> Task:
     """LSTM teacher on generated runs; student targets log(teacher score) and the window metric."""
     # pylint: disable=import-outside-toplevel
-    from reference.dqm.experiment import prepare_data, train_teacher
+    from reference.dqm.experiment import prepare_data, student_windows, train_teacher
     from reference.dqm.train import log_loss
 
     dqm_config = _dqm_config(config.dqm)
@@ -439,14 +441,17 @@ def dqm_task(config: TaskConfig = TaskConfig(), step: Step = lambda message: Non
     data, _ = prepare_data(dqm_config)
     teacher, result, scored = train_teacher("lstm", data, dqm_config, step)
     windows = {s: getattr(data, s).x for s in SPLITS}
-    metric = WindowMetric.fit(windows["train"][data.train.windows.label == 0])
-    worst = scored.worst()
-    targets = (Target("teacher", "regression", {s: log_loss(worst[s]) for s in SPLITS}),
+    labels = {s: getattr(data, s).windows.label for s in SPLITS}
+    metric = WindowMetric.fit(windows["train"][labels["train"] == 0])
+    raw = scored.worst()
+    worst = {s: log_loss(v) for s, v in raw.items()}
+    step("dqm: scoring the students' extra runs with the teacher")
+    windows["train"], worst["train"], labels["train"] = student_windows(teacher, scored, data, dqm_config)
+    targets = (Target("teacher", "regression", {s: worst[s] for s in SPLITS}),
                Target("metric", "regression", {s: metric(windows[s]) for s in SPLITS}))
-    splits = {s: Split(windows[s].reshape(len(windows[s]), -1), getattr(data, s).windows.label.astype(np.int64))
-              for s in SPLITS}
+    splits = {s: Split(windows[s].reshape(len(windows[s]), -1), labels[s].astype(np.int64)) for s in SPLITS}
     return Task(name="dqm", metric="macro_auc", splits=splits, teacher=teacher.cpu().eval(),
-                teacher_input_shape=(1,) + windows["train"].shape[1:], teacher_test_scores=worst["test"],
+                teacher_input_shape=(1,) + windows["train"].shape[1:], teacher_test_scores=raw["test"],
                 targets=targets, n_outputs=1, student_hidden=(32,),
                 evaluator=partial(evaluate_anomalies, data.test.windows),
                 info={"teacher_evaluation_auc": result["evaluation"]["auc"], "window": dqm_config.window,

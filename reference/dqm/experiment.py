@@ -148,17 +148,20 @@ def train_teacher(name: str, data: _Data, config: ExperimentConfig, step: Step) 
     return model, result, scored
 
 
-def _student_data(teacher, scored: TeacherScores, data: _Data, config: ExperimentConfig) -> tuple:
-    """Training windows for the student: the training split plus ``student_runs`` extra runs
-    (their labels are not used), with log(teacher score) as the target."""
-    x = [data.train.x]
+def student_windows(teacher, scored: TeacherScores, data: _Data, config: ExperimentConfig) -> tuple:
+    """Training windows for a student: the training split plus ``student_runs`` extra runs (their
+    labels are returned but a student regressing the teacher does not need them), with
+    log(teacher score) as the target. Returns (windows, target, labels)."""
+    x, labels = [data.train.x], [data.train.windows.label]
     if config.student_runs > 0:
         extra = generate_dataset(DatasetConfig(n_runs=config.student_runs, severity=config.severity,
                                                seed=config.seed + 500))
-        x.append(_windows(extra, data.standardiser, config.window, config.train_stride).x)
+        split = _windows(extra, data.standardiser, config.window, config.train_stride)
+        x.append(split.x)
+        labels.append(split.windows.label)
     x = np.concatenate(x)
     target = log_loss(evaluate.worst_feature(error_summary(teacher, x), scored.scale))
-    return x, target
+    return x, target, np.concatenate(labels)
 
 
 def train_distilled_student(teacher, scored: TeacherScores, data: _Data, config: ExperimentConfig,
@@ -166,7 +169,7 @@ def train_distilled_student(teacher, scored: TeacherScores, data: _Data, config:
     """Student regressing log(teacher score) (outlier exposure: the runs carry anomalies)."""
     student = build_model("student", 16, config.window, **config.model_options.get("student", {}))
     targets = {split: log_loss(score) for split, score in scored.worst().items()}
-    train_x, train_y = _student_data(teacher, scored, data, config)
+    train_x, train_y, _ = student_windows(teacher, scored, data, config)
     history = train_student(student, (train_x, train_y), (data.val.x, targets["val"]), config.student_train,
                             progress=lambda e, n, tr, va: step(f"student: epoch {e}/{n}, loss {tr:.4f} / {va:.4f}"))
     scores = {split: predict(student, getattr(data, split).x) for split in ("val", "test")}
