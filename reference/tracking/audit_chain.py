@@ -93,12 +93,7 @@ def estimation(seeds, spacepoints, measurements):
 
 def ckf_gpu(parameters, seed_valid, seeds, spacepoints, measurements):
     """The CKF on the device: one thread per seed, the CPU's propagation and Kalman update."""
-    xp = backend.xp()
-    sp_meas = spacepoints.measurement
-    seed_measurements = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[seed_valid]
-    order = xp.argsort(-seeds.weight[seed_valid], kind="stable")
-    return gpu_ckf.find_tracks(parameters, seed_measurements, measurements, CONFIG.ckf, seed_order=order,
-                               grid=gpu_ckf.measurement_grid(measurements))
+    return gpu_ckf.tracks_from_seeds(seeds, spacepoints, measurements, (parameters, seed_valid), CONFIG.ckf)
 
 
 def ckf(parameters, seed_valid, seeds, spacepoints, measurements):

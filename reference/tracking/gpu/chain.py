@@ -27,13 +27,12 @@ class _DeviceClock(_Clock):
 
 
 def _device_stages(event: Event, detector: Detector | None, config: ChainConfig, clock: _Clock) -> dict:
-    from reference.tracking.gpu.ckf import find_tracks, measurement_grid
+    from reference.tracking.gpu.ckf import tracks_from_seeds
     from reference.tracking.gpu.clusterization import clusterization_gpu, event_to_device
     from reference.tracking.gpu.estimation import estimate_track_parameters
     from reference.tracking.gpu.seeding import find_seeds
     from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
 
-    xp = backend.xp()
     device_event = event_to_device(event)
     clock.stop("to_device")
     out = {"measurements": clusterization_gpu(device_event, detector)}
@@ -45,11 +44,8 @@ def _device_stages(event: Event, detector: Detector | None, config: ChainConfig,
     out["parameters"], out["seed_valid"] = estimate_track_parameters(out["seeds"], out["spacepoints"],
                                                                      out["measurements"], config.estimation)
     clock.stop("estimation")
-    sp_meas, seeds, valid = out["spacepoints"].measurement, out["seeds"], out["seed_valid"]
-    seed_meas = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[valid]
-    order = xp.argsort(-seeds.weight[valid], kind="stable")
-    out["tracks_all"] = find_tracks(out["parameters"], seed_meas, out["measurements"], config.ckf, seed_order=order,
-                                    grid=measurement_grid(out["measurements"]))
+    out["tracks_all"] = tracks_from_seeds(out["seeds"], out["spacepoints"], out["measurements"],
+                                          (out["parameters"], out["seed_valid"]), config.ckf)
     clock.stop("ckf")
     return out
 

@@ -975,3 +975,16 @@ def canonical(tracks: Tracks) -> Tracks:
     host = Tracks(*(_host(getattr(tracks, name)) for name in ("offsets", "meas", "chi2", "n_holes", "params", "seed")),
                   dict(tracks.stats))
     return host.subset(canonical_order(host))
+
+
+def tracks_from_seeds(seeds, spacepoints, measurements: Measurements, estimate: tuple,
+                      config: CkfConfig = CkfConfig()) -> Tracks:
+    """The CKF as the chain runs it: from the valid seeds of ``estimate`` = (parameters,
+    seed_valid), taken in descending seed weight, with the measurement grid built on the device."""
+    parameters, seed_valid = estimate
+    xp = backend.xp()
+    sp_meas = spacepoints.measurement
+    seed_measurements = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[seed_valid]
+    order = xp.argsort(-seeds.weight[seed_valid], kind="stable")
+    return find_tracks(parameters, seed_measurements, measurements, config, seed_order=order,
+                       grid=measurement_grid(measurements))
