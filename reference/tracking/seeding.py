@@ -10,7 +10,13 @@ radius from the beam line (within impactMax) through both points. Triplets pass 
 cot(theta) cut, the minimum helix diameter (pT) cut and the impact-parameter cut. The seed
 filter then weights each triplet with its compatible seeds (same curvature, other top radii)
 and the ATLAS-style experiment cuts, and keeps at most ``max_seeds_per_middle`` per middle.
-The doublet and triplet cuts are plain scalar functions shared with a future CUDA port.
+
+The doublet and triplet cuts are plain scalar functions shared with the CUDA port
+(:mod:`reference.tracking.gpu.seeding`); the doublet cuts, the lin-circle and the helix
+reachability have branch-free cores (``doublet_cut``, ``conformal``, ``helix_reachable``) that
+the CPU applies to all candidates of a middle at once, a loop that LLVM vectorizes. The CPU
+orders each middle's tops by cot(theta) with a bucket index, so that the cot(theta) window of a
+bottom is found in constant time; only bottoms with a non-empty window are tested.
 """
 
 from __future__ import annotations
@@ -97,32 +103,37 @@ class Seeds:
 
 
 @njit(cache=True, inline="always")
-def doublet_compatible(r_m, z_m, r_o, z_o, is_bottom, delta_r_min, delta_r_max, cot_theta_max,
-                       coll_min, coll_max, delta_z_max):
-    """Doublet cuts between a middle and an other (bottom or top) spacepoint."""
-    if is_bottom:
-        dr = r_m - r_o
-        dz = z_m - z_o
-    else:
-        dr = r_o - r_m
-        dz = z_o - z_m
-    if dr < delta_r_min or dr > delta_r_max:
-        return False
-    if abs(dz) > delta_z_max:
-        return False
-    cot = dz / dr
-    if abs(cot) > cot_theta_max:
-        return False
+def doublet_cut(mid, other, bottom, cuts):
+    """Doublet cuts between a middle and an other spacepoint, without branches (a loop over
+    candidates vectorizes): mid, other = (r, z); bottom: the other spacepoint is inside the
+    middle; cuts = (delta_r_min, delta_r_max, cot_theta_max, coll_min, coll_max, delta_z_max)
+    on the radial distance, cot(theta), z at the beam line and |delta z|. True if compatible."""
+    r_m, z_m = mid
+    r_o, z_o = other
+    delta_r_min, delta_r_max, cot_theta_max, coll_min, coll_max, delta_z_max = cuts
+    dr = r_m - r_o if bottom else r_o - r_m
+    dz = z_m - z_o if bottom else z_o - z_m
+    cot = dz / (dr if dr != 0.0 else r_m)  # dr = 0 fails the radial cut (delta_r_min > 0)
     z0 = z_m - r_m * cot
-    return z0 >= coll_min and z0 <= coll_max
+    return ((not dr < delta_r_min) & (not dr > delta_r_max) & (not abs(dz) > delta_z_max)
+            & (not abs(cot) > cot_theta_max) & (z0 >= coll_min) & (z0 <= coll_max))
 
 
 @njit(cache=True, inline="always")
-def lin_circle(x_m, y_m, z_m, r_m, var_r_m, var_z_m, x_o, y_o, z_o, var_r_o, var_z_o, is_bottom, out, row):
-    """Conformal (U, V) coordinates of the other spacepoint in the middle's frame.
+def doublet_compatible(r_m, z_m, r_o, z_o, is_bottom, delta_r_min, delta_r_max, cot_theta_max,
+                       coll_min, coll_max, delta_z_max):
+    """Doublet cuts between a middle and an other (bottom or top) spacepoint (doublet_cut)."""
+    return doublet_cut((r_m, z_m), (r_o, z_o), is_bottom,
+                       (delta_r_min, delta_r_max, cot_theta_max, coll_min, coll_max, delta_z_max))
 
-    out[row, 0:6] = cotTheta, Zo, iDeltaR, U, V, Er.
-    """
+
+@njit(cache=True, inline="always")
+def conformal(mid, other, sign):
+    """Conformal ("linear circle") coordinates of the other spacepoint in the middle's frame:
+    (cotTheta, Zo, iDeltaR, U, V, Er). mid = (x, y, z, r, var_r, var_z) of the middle, other =
+    (x, y, z, var_r, var_z); sign = -1.0 for a bottom, +1.0 for a top."""
+    x_m, y_m, z_m, r_m, var_r_m, var_z_m = mid
+    x_o, y_o, z_o, var_r_o, var_z_o = other
     cphi = x_m / r_m
     sphi = y_m / r_m
     dx = x_o - x_m
@@ -132,14 +143,25 @@ def lin_circle(x_m, y_m, z_m, r_m, var_r_m, var_z_m, x_o, y_o, z_o, var_r_o, var
     y = dy * cphi - dx * sphi
     idr2 = 1.0 / (dx * dx + dy * dy)
     idr = math.sqrt(idr2)
-    f = -1.0 if is_bottom else 1.0
-    cot = dz * idr * f
-    out[row, 0] = cot
-    out[row, 1] = z_m - r_m * cot
-    out[row, 2] = idr
-    out[row, 3] = x * idr2
-    out[row, 4] = y * idr2
-    out[row, 5] = ((var_z_m + var_z_o) + cot * cot * (var_r_m + var_r_o)) * idr2
+    cot = dz * idr * sign
+    return (cot, z_m - r_m * cot, idr, x * idr2, y * idr2,
+            ((var_z_m + var_z_o) + cot * cot * (var_r_m + var_r_o)) * idr2)
+
+
+@njit(cache=True, inline="always")
+def lin_circle(x_m, y_m, z_m, r_m, var_r_m, var_z_m, x_o, y_o, z_o, var_r_o, var_z_o, is_bottom, out, row):
+    """Conformal (U, V) coordinates of the other spacepoint in the middle's frame.
+
+    out[row, 0:6] = cotTheta, Zo, iDeltaR, U, V, Er (see conformal).
+    """
+    lc = conformal((x_m, y_m, z_m, r_m, var_r_m, var_z_m), (x_o, y_o, z_o, var_r_o, var_z_o),
+                   -1.0 if is_bottom else 1.0)
+    out[row, 0] = lc[0]
+    out[row, 1] = lc[1]
+    out[row, 2] = lc[2]
+    out[row, 3] = lc[3]
+    out[row, 4] = lc[4]
+    out[row, 5] = lc[5]
 
 
 @njit(cache=True, inline="always")
@@ -181,26 +203,35 @@ def distance_range(zm, zc_lo, zc_hi, cot_lo, cot_hi, sgn, d_lo, d_hi):
 
 
 @njit(cache=True, inline="always")
-def doublet_helix_compatible(lc, row, r_m, impact_max, min_helix_diam2):
-    """Geometric doublet cut (ACTS interaction-point cut, traccc PR #1036 idea): some circle
-    through the beam line (within +-impact_max), the middle and the other spacepoint must have
-    a diameter >= the minimum helix diameter. lc[row] is the lin-circle of the doublet."""
+def helix_reachable(u, v, r_m, cuts):
+    """Geometric doublet cut (ACTS interaction-point cut, traccc PR #1036 idea), without
+    branches: some circle through the beam line (within +-impact_max), the middle at radius r_m
+    and the other spacepoint at conformal (u, v) must have a diameter >= the minimum helix
+    diameter; cuts = (impact_max, min_helix_diam2). The lines through the other point and the
+    beam-line points -impact_max, 0, +impact_max are tested, and a straight line (infinite
+    radius) between two of them (their intercepts change sign)."""
+    impact_max, min_helix_diam2 = cuts
     u_ip = -1.0 / r_m
     v_abs = impact_max / (r_m * r_m)
-    du = lc[row, 3] - u_ip
-    if du == 0.0:
-        return True
-    b_prev = 0.0
-    for k in range(3):
-        v_ip = (k - 1) * v_abs
-        a = (lc[row, 4] - v_ip) / du
-        b = v_ip - a * u_ip
-        if b * b * min_helix_diam2 <= 1.0 + a * a:
-            return True
-        if k > 0 and b * b_prev <= 0.0:
-            return True  # a straight line (infinite radius) is possible in between
-        b_prev = b
-    return False
+    du = u - u_ip
+    du_safe = du if du != 0.0 else 1.0  # du = 0: a line through the beam line, compatible
+    v_ip0 = -1.0 * v_abs
+    a0 = (v - v_ip0) / du_safe
+    b0 = v_ip0 - a0 * u_ip
+    v_ip1 = 0.0 * v_abs
+    a1 = (v - v_ip1) / du_safe
+    b1 = v_ip1 - a1 * u_ip
+    a2 = (v - v_abs) / du_safe
+    b2 = v_abs - a2 * u_ip
+    return ((du == 0.0) | (b0 * b0 * min_helix_diam2 <= 1.0 + a0 * a0)
+            | (b1 * b1 * min_helix_diam2 <= 1.0 + a1 * a1) | (b1 * b0 <= 0.0)
+            | (b2 * b2 * min_helix_diam2 <= 1.0 + a2 * a2) | (b2 * b1 <= 0.0))
+
+
+@njit(cache=True, inline="always")
+def doublet_helix_compatible(lc, row, r_m, impact_max, min_helix_diam2):
+    """Geometric doublet cut for the doublet whose lin-circle is lc[row] (see helix_reachable)."""
+    return helix_reachable(lc[row, 3], lc[row, 4], r_m, (impact_max, min_helix_diam2))
 
 
 @njit(cache=True, inline="always")
@@ -248,17 +279,220 @@ def triplet_compatible(lbs, ib, lts, it, r_m, var_r_m, var_z_m, scatter_region2,
     return True
 
 
+# ----------------------------------------------------------------------------------------------
+# CPU seed finder. Hot loops stay inside _find_seeds or in helpers called once per middle and
+# side: numba passes arrays to a helper with reference counting, which costs more than a
+# candidate's cuts when a helper with loops is called per candidate.
+
+_MAXD = 2048  # doublets kept per middle and side, triplet candidates per bottom doublet
+_Z_BIN_MM = 50.0  # z bin of the grid
+_N_BUCKETS = 4  # cot(theta) buckets per top of the bucket index
+
+
+@njit(cache=True, inline="always")
+def _z_window(zm, rm, side, dr, coll):
+    """z range of the compatible bottoms (side 0) or tops (side 1) of a middle at (rm, zm): lines
+    through the collision region coll = (min, max) at radial distances dr = (min, max); the
+    extremes lie at the corners."""
+    lo = 1e30
+    hi = -1e30
+    for d in dr:
+        for z0 in coll:
+            cot0 = (zm - z0) / rm
+            zo = zm - d * cot0 if side == 0 else zm + d * cot0
+            lo = min(lo, zo)
+            hi = max(hi, zo)
+    return lo, hi
+
+
+@njit(cache=True, inline="always")
+def _radial_window(rm, side, d_lo, d_hi):
+    """Radii at radial distances [d_lo, d_hi] inside (side 0) or outside (side 1) the middle."""
+    if side == 0:
+        return rm - d_hi, rm - d_lo
+    return rm + d_lo, rm + d_hi
+
+
+@njit(cache=True, error_model="numpy")
+def _doublet_pass(buf, n, mid, cuts):
+    """Doublet cuts, lin-circle and helix reachability of the n gathered candidates of a middle,
+    buf[6:12, :n] = x, y, z, r, var_r, var_z, without branches (LLVM vectorizes the loop; the
+    numpy error model drops the zero-division checks): buf[0:6] = lin-circle (buf.T is a
+    lin-circle array as triplet_compatible takes it), buf[12] = 1.0 for a compatible doublet.
+    mid = (x, y, z, r, var_r, var_z, side); cuts = (doublet cuts, (impact_max, min_helix_diam2))."""
+    x_m, y_m, z_m, r_m, var_r_m, var_z_m, side = mid
+    dcuts, hcuts = cuts
+    bottom = side == 0
+    sign = -1.0 if bottom else 1.0
+    for i in range(n):
+        ok = doublet_cut((r_m, z_m), (buf[9, i], buf[8, i]), bottom, dcuts)
+        cot, zo, idr, u, v, er = conformal((x_m, y_m, z_m, r_m, var_r_m, var_z_m),
+                                           (buf[6, i], buf[7, i], buf[8, i], buf[10, i], buf[11, i]), sign)
+        buf[0, i] = cot
+        buf[1, i] = zo
+        buf[2, i] = idr
+        buf[3, i] = u
+        buf[4, i] = v
+        buf[5, i] = er
+        buf[12, i] = 1.0 if ok & helix_reachable(u, v, r_m, hcuts) else 0.0
+
+
+@njit(cache=True, error_model="numpy")
+def _window_bounds(buf, n, mid, scatter):
+    """cot(theta) window of the triplets of the n bottom lin-circles buf[0:6, :n] (vectorized):
+    buf[13] = scattering region squared, buf[14], buf[15] = cot(theta) -+ delta, delta from the
+    scattering cut with the largest error of any top. mid = (var_r, var_z of the middle, maxima
+    of the tops' Er, |cot(theta)|, 1/deltaR); scatter = (scattering angle squared at the minimum
+    pT, sigma_scattering)."""
+    var_rm, var_zm, er_t_max, cot_t_max, idr_t_max = mid
+    scatter_angle2, sigma_sc = scatter
+    for i in range(n):
+        cot_b = buf[0, i]
+        scatter_region2 = scatter_angle2 * (1.0 + cot_b * cot_b) * sigma_sc * sigma_sc
+        err_max2 = er_t_max + buf[5, i] + 2.0 * (abs(cot_b) * cot_t_max * var_rm + var_zm) * buf[2, i] * idr_t_max
+        delta = math.sqrt(max(err_max2, 0.0)) + math.sqrt(scatter_region2) + 1e-9
+        buf[13, i] = scatter_region2
+        buf[14, i] = cot_b - delta
+        buf[15, i] = cot_b + delta
+
+
 @njit(cache=True)
-def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c):
-    # c: float parameter vector (see find_seeds)
+def _top_extremes(lc, nt):
+    """Smallest and largest cot(theta) of the tops lc[:nt], and the maxima of their Er,
+    1/deltaR and |cot(theta)| (for the triplet window)."""
+    lo = np.inf
+    hi = -np.inf
+    er_max = 0.0
+    idr_max = 0.0
+    cot_max = 0.0
+    for q in range(nt):
+        lo = min(lo, lc[q, 0])
+        hi = max(hi, lc[q, 0])
+        er_max = max(er_max, lc[q, 5])
+        idr_max = max(idr_max, lc[q, 2])
+        cot_max = max(cot_max, abs(lc[q, 0]))
+    return lo, hi, er_max, idr_max, cot_max
+
+
+@njit(cache=True)
+def _sort_tops(lc, nt, cot, order, bucket):
+    """Order the tops lc[:nt] by cot(theta), stably: cot[1:nt + 1] = sorted values between the
+    sentinels cot[0] = -inf and cot[nt + 1] = +inf, order[:nt] = their rows. Bucket sort over
+    _N_BUCKETS * nt equal buckets from the smallest to the largest value, then insertion sort
+    (values move only inside their bucket). bucket[0, j] = first position p whose bucket
+    int((cot[p] - cot[1]) * inverse width) is >= j: the same (monotonic) bucket function of a
+    value v gives a position at or before the first one with cot >= v (or > v). Returns the
+    inverse bucket width and the maxima of the triplet window (_top_extremes)."""
+    lo, hi, er_max, idr_max, cot_max = _top_extremes(lc, nt)
+    nbk = _N_BUCKETS * nt
+    inv_width = nbk / (hi - lo) if hi > lo else 0.0
+    bucket[0, :nbk + 2] = 0
+    for q in range(nt):
+        bucket[0, int(min(max((lc[q, 0] - lo) * inv_width, 0.0), 1.0 * nbk)) + 1] += 1
+    bucket[0, 0] = 1
+    for j in range(1, nbk + 1):
+        bucket[0, j] += bucket[0, j - 1]
+    bucket[1, :nbk + 1] = bucket[0, :nbk + 1]
+    for q in range(nt):
+        j = int(min(max((lc[q, 0] - lo) * inv_width, 0.0), 1.0 * nbk))
+        p = bucket[1, j]
+        bucket[1, j] = p + 1
+        cot[p] = lc[q, 0]
+        order[p - 1] = q
+    cot[0] = -np.inf
+    cot[nt + 1] = np.inf
+    for p in range(2, nt + 1):
+        cq = cot[p]
+        oq = order[p - 1]
+        j = p - 1
+        while cot[j] > cq:
+            cot[j + 1] = cot[j]
+            order[j] = order[j - 1]
+            j -= 1
+        cot[j + 1] = cq
+        order[j] = oq
+    return inv_width, er_max, idr_max, cot_max
+
+
+@njit(cache=True, inline="always")
+def _cot_position(cot, bucket, value, index, above):
+    """First position p of the sorted values cot[1:nt + 1] (sentinels -inf and +inf around
+    them) with cot[p] >= value (above: cot[p] > value): the bucket index of _sort_tops, one
+    step without a branch (most buckets hold at most one value), then a scan. index = (inverse
+    bucket width, nt)."""
+    inv_width, nt = index
+    p = bucket[0, int(min(max((value - cot[1]) * inv_width, 0.0), 1.0 * _N_BUCKETS * nt))]
+    if above:
+        p += cot[p] <= value
+        while cot[p] <= value:
+            p += 1
+    else:
+        p += cot[p] < value
+        while cot[p] < value:
+            p += 1
+    return p
+
+
+@njit(cache=True)
+def _has_ties(cot, nt):
+    """Whether the sorted values cot[1:nt + 1] hold equal neighbours."""
+    for p in range(1, nt):
+        if cot[p] == cot[p + 1]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _grid_order(cell, r, n_cells):
+    """Permutation ordering points by (cell, radius), stable as numpy's lexsort((r, cell)):
+    counting sort by cell, then by radius inside each cell; and the first point of every cell
+    (n_cells + 1 entries)."""
+    n = cell.shape[0]
+    start = np.zeros(n_cells + 1, np.int64)
+    for i in range(n):
+        start[cell[i] + 1] += 1
+    for j in range(n_cells):
+        start[j + 1] += start[j]
+    fill = start[:-1].copy()
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[fill[cell[i]]] = i
+        fill[cell[i]] += 1
+    for j in range(n_cells):
+        a = start[j]
+        e = start[j + 1]
+        if e - a > 64:
+            order[a:e] = order[a:e][np.argsort(r[order[a:e]], kind="mergesort")]
+        else:
+            _insertion_sort_by(order, a, e, r)
+    return order, start
+
+
+@njit(cache=True, inline="always")
+def _insertion_sort_by(order, a, e, key):
+    """Stable insertion sort of order[a:e] by key[order]."""
+    for p in range(a + 1, e):
+        i = order[p]
+        q = p - 1
+        while q >= a and key[order[q]] > key[i]:
+            order[q + 1] = order[q]
+            q -= 1
+        order[q + 1] = i
+
+
+@njit(cache=True)
+def _find_seeds(x, y, z, r, var_r, var_z, bin_start, c):
+    # spacepoints in grid order (phi-z cell, then radius; bin_start: first one of every cell);
+    # c: float parameter vector (see _parameter_vector)
     (delta_r_min, delta_r_max, cot_max, coll_min, coll_max, dz_max, impact_max, sigma_sc, max_pt_sc,
      highland, pt_per_hr, min_hd2, pt2_per_r, scatter_angle2, d_inv_hd, impact_wf, compat_w,
      filt_dr_min, compat_limit, good_b_r, good_b_w, good_t_r, good_t_w, good_b_min_w, seed_min_w,
      spb_min_r, max_seeds) = (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11],
                               c[12], c[13], c[14], c[15], c[16], c[17], int(c[18]), c[19], c[20], c[21],
                               c[22], c[23], c[24], c[25], int(c[26]))
+    n_phi, n_z, z_lo, z_bin = int(c[27]), int(c[28]), c[29], c[30]
     n = x.shape[0]
-    MAXD = 2048
+    MAXD = _MAXD
     max_seeds_total = n * max_seeds
     out_b = np.empty(max_seeds_total, np.int64)
     out_m = np.empty(max_seeds_total, np.int64)
@@ -267,12 +501,18 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
     out_z = np.empty(max_seeds_total)
     ns = 0
     stats = np.zeros(4, np.int64)  # doublet candidates scanned, bottoms, tops, triplet tests
-    bot_idx = np.empty(MAXD, np.int64)
+    # candidates of a middle and side: grid index; lin-circle (rows 0-5), coordinates (6-11),
+    # compatible flag (12), scattering region squared and cot(theta) window of a bottom (13-15)
+    cand_k = np.empty(n + 1, np.int64)
+    gbuf = np.empty((16, n + 1))
+    bot_lc = gbuf.T  # the candidates' lin-circles as rows (triplet_compatible's layout)
+    bot_cand = np.empty(MAXD + 1, np.int64)  # compatible bottom doublets: candidate index
     top_idx = np.empty(MAXD, np.int64)
-    bot_lc = np.empty((MAXD, 6))
     top_lc = np.empty((MAXD, 6))
-    top_cot = np.empty(MAXD)
+    top_cot = np.empty(MAXD + 2)  # tops' cot(theta) in order, between -inf and +inf
     top_order = np.empty(MAXD, np.int64)
+    bucket = np.empty((2, _N_BUCKETS * MAXD + 2), np.int64)
+    win = np.empty((MAXD, 3), np.int64)  # bottoms with tops in their window: candidate, first, end
     cand_t = np.empty(MAXD, np.int64)
     cand_curv = np.empty(MAXD)
     cand_imp = np.empty(MAXD)
@@ -282,8 +522,9 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
     trip_w = np.empty(max_seeds + 1)
     trip_z = np.empty(max_seeds + 1)
     res = np.empty(2)
-    compat_r = np.empty(16)
+    compat_r = np.empty(max(16, compat_limit))
     tw = 2.0 * math.pi / n_phi
+    cuts = ((delta_r_min, delta_r_max, cot_max, coll_min, coll_max, dz_max), (impact_max, min_hd2))
     r_sp_min = 1e30
     r_sp_max = -1e30
     for k in range(n):
@@ -297,133 +538,95 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
         xm = x[im]
         ym = y[im]
         zm = z[im]
-        ipm = int((math.atan2(ym, xm) + math.pi) / tw)
-        if ipm >= n_phi:
-            ipm = n_phi - 1
+        ipm = min(int((math.atan2(ym, xm) + math.pi) / tw), n_phi - 1)
         nb = 0
         nt = 0
-        # z windows of compatible bottoms / tops from the collision region (bilinear in
-        # delta r and z0: extremes at the corners)
-        zb_lo = 1e30
-        zb_hi = -1e30
-        zt_lo = 1e30
-        zt_hi = -1e30
+        inv_width = er_t_max = idr_t_max = cot_t_max = 0.0
         cot0_lo = (zm - coll_max) / rm
         cot0_hi = (zm - coll_min) / rm
-        for dr in (delta_r_min, delta_r_max):
-            for z0 in (coll_min, coll_max):
-                cot0 = (zm - z0) / rm
-                zb = zm - dr * cot0
-                zt = zm + dr * cot0
-                zb_lo = min(zb_lo, zb)
-                zb_hi = max(zb_hi, zb)
-                zt_lo = min(zt_lo, zt)
-                zt_hi = max(zt_hi, zt)
         # tops first: middles on the outermost seeding layers have bottoms but no tops
         for side in (1, 0):
-            if side == 0 and nt == 0:
-                break
+            lo_z, hi_z = _z_window(zm, rm, side, (delta_r_min, delta_r_max), (coll_min, coll_max))
+            r_lo_all, r_hi_all = _radial_window(rm, side, delta_r_min, delta_r_max)
+            iz0 = max(int(math.floor((lo_z - z_lo) / z_bin)), 0)
+            iz1 = min(int(math.floor((hi_z - z_lo) / z_bin)), n_z - 1)
+            # gather the candidates: neighbour phi bins, z slices, radial range of each slice
+            n_cand = 0
             for dphi in range(-1, 2):
                 if n_phi < 3 and dphi != 0:
                     continue
                 ipb = (ipm + dphi) % n_phi
-                if side == 0:
-                    lo_z = zb_lo
-                    hi_z = zb_hi
-                    r_lo = rm - delta_r_max
-                    r_hi = rm - delta_r_min
-                else:
-                    lo_z = zt_lo
-                    hi_z = zt_hi
-                    r_lo = rm + delta_r_min
-                    r_hi = rm + delta_r_max
-                iz0 = int(math.floor((lo_z - z_lo) / z_bin))
-                iz1 = int(math.floor((hi_z - z_lo) / z_bin))
-                if iz0 < 0:
-                    iz0 = 0
-                if iz1 >= n_z:
-                    iz1 = n_z - 1
                 for iz in range(iz0, iz1 + 1):
-                    cell = ipb * n_z + iz
-                    a = bin_start[cell]
-                    e = bin_start[cell + 1]
-                    if a == e:
+                    a = bin_start[ipb * n_z + iz]
+                    e = bin_start[ipb * n_z + iz + 1]
+                    # empty, or all radii outside the radial window (ordered by radius)
+                    if a == e or r[e - 1] < r_lo_all or r[a] > r_hi_all:
                         continue
                     # radial distances compatible with this z slice and the collision region
                     d_lo, d_hi = distance_range(zm, z_lo + iz * z_bin, z_lo + (iz + 1) * z_bin, cot0_lo, cot0_hi,
                                                 -1.0 if side == 0 else 1.0, delta_r_min, delta_r_max)
                     if d_lo > d_hi:
                         continue
-                    if side == 0:
-                        r_lo = rm - d_hi
-                        r_hi = rm - d_lo
-                    else:
-                        r_lo = rm + d_lo
-                        r_hi = rm + d_hi
-                    k0 = lower_bound(r, a, e, r_lo)
-                    for k in range(k0, e):
+                    r_lo, r_hi = _radial_window(rm, side, d_lo, d_hi)
+                    for k in range(lower_bound(r, a, e, r_lo), e):
                         if r[k] > r_hi:
                             break
-                        stats[0] += 1
-                        if side == 0:
-                            if nb < MAXD and doublet_compatible(rm, zm, r[k], z[k], True, delta_r_min, delta_r_max,
-                                                                cot_max, coll_min, coll_max, dz_max):
-                                bot_idx[nb] = k
-                                lin_circle(xm, ym, zm, rm, var_r[im], var_z[im], x[k], y[k], z[k], var_r[k],
-                                           var_z[k], True, bot_lc, nb)
-                                if doublet_helix_compatible(bot_lc, nb, rm, impact_max, min_hd2):
-                                    nb += 1
-                        else:
-                            if nt < MAXD and doublet_compatible(rm, zm, r[k], z[k], False, delta_r_min, delta_r_max,
-                                                                cot_max, coll_min, coll_max, dz_max):
-                                top_idx[nt] = k
-                                lin_circle(xm, ym, zm, rm, var_r[im], var_z[im], x[k], y[k], z[k], var_r[k],
-                                           var_z[k], False, top_lc, nt)
-                                if doublet_helix_compatible(top_lc, nt, rm, impact_max, min_hd2):
-                                    nt += 1
+                        gbuf[6, n_cand] = x[k]
+                        gbuf[7, n_cand] = y[k]
+                        gbuf[8, n_cand] = z[k]
+                        gbuf[9, n_cand] = r[k]
+                        gbuf[10, n_cand] = var_r[k]
+                        gbuf[11, n_cand] = var_z[k]
+                        cand_k[n_cand] = k
+                        n_cand += 1
+            stats[0] += n_cand
+            # doublet cuts, lin-circles, helix reachability: all candidates at once
+            _doublet_pass(gbuf, n_cand, (xm, ym, zm, rm, var_r[im], var_z[im], side), cuts)
+            if side == 1:
+                for jc in range(n_cand):  # keep the compatible ones, the first MAXD
+                    if nt < MAXD:
+                        top_idx[nt] = cand_k[jc]
+                        for col in range(6):
+                            top_lc[nt, col] = gbuf[col, jc]
+                        nt += gbuf[12, jc] > 0.0
+                if nt == 0:
+                    break
+                # tops ordered by cot(theta) with a bucket index: only a narrow cot window
+                # around each bottom's cot(theta) can pass the scattering cut
+                inv_width, er_t_max, idr_t_max, cot_t_max = _sort_tops(top_lc, nt, top_cot, top_order, bucket)
+                if nt > 24 and _has_ties(top_cot, nt):
+                    perm = np.argsort(top_lc[:nt, 0])  # the order of equal values of the former quicksort
+                    for q in range(nt):
+                        top_order[q] = perm[q]
+                continue
+            _window_bounds(gbuf, n_cand, (var_r[im], var_z[im], er_t_max, cot_t_max, idr_t_max),
+                           (scatter_angle2, sigma_sc))
+            for jc in range(n_cand):  # the compatible bottoms, the first MAXD
+                bot_cand[nb] = jc
+                nb += (gbuf[12, jc] > 0.0) & (nb < MAXD)
         stats[1] += nb
         stats[2] += nt
-        if nb == 0 or nt == 0:
+        if nb == 0:
             continue
-        ntrip = 0
-        # tops ordered by cot(theta) (insertion sort, no allocation): only a narrow cot window
-        # around each bottom's cot(theta) can pass the scattering cut
-        er_t_max = 0.0
-        idr_t_max = 0.0
-        cot_t_max = 0.0
-        if nt > 24:
-            perm = np.argsort(top_lc[:nt, 0])
-            for q in range(nt):
-                top_order[q] = perm[q]
-                top_cot[q] = top_lc[perm[q], 0]
-        else:
-            for q in range(nt):
-                cq = top_lc[q, 0]
-                j = q - 1
-                while j >= 0 and top_cot[j] > cq:
-                    top_cot[j + 1] = top_cot[j]
-                    top_order[j + 1] = top_order[j]
-                    j -= 1
-                top_cot[j + 1] = cq
-                top_order[j + 1] = q
-        for q in range(nt):
-            er_t_max = max(er_t_max, top_lc[q, 5])
-            idr_t_max = max(idr_t_max, top_lc[q, 2])
-            cot_t_max = max(cot_t_max, abs(top_lc[q, 0]))
+        # the tops in every bottom's cot(theta) window: sorted positions [first, end) (p = index
+        # + 1 in top_cot); only the bottoms with a non-empty window are listed
+        n_win = 0
         for ib in range(nb):
-            cot_b = bot_lc[ib, 0]
-            scatter_region2 = scatter_angle2 * (1.0 + cot_b * cot_b) * sigma_sc * sigma_sc
-            err_max2 = er_t_max + bot_lc[ib, 5] + 2.0 * (abs(cot_b) * cot_t_max * var_r[im] + var_z[im]) * \
-                bot_lc[ib, 2] * idr_t_max
-            delta = math.sqrt(max(err_max2, 0.0)) + math.sqrt(scatter_region2) + 1e-9
-            q0 = lower_bound(top_cot, 0, nt, cot_b - delta)
+            jc = bot_cand[ib]
+            p0 = _cot_position(top_cot, bucket, gbuf[14, jc], (inv_width, nt), False)
+            p1 = _cot_position(top_cot, bucket, gbuf[15, jc], (inv_width, nt), True)
+            win[n_win, 0] = jc
+            win[n_win, 1] = p0
+            win[n_win, 2] = p1
+            n_win += p1 > p0
+            stats[3] += p1 - p0
+        ntrip = 0
+        for iw in range(n_win):
+            ib = win[iw, 0]
             nc = 0
-            for qq in range(q0, nt):
-                if top_cot[qq] > cot_b + delta:
-                    break
-                it = top_order[qq]
-                stats[3] += 1
-                if triplet_compatible(bot_lc, ib, top_lc, it, rm, var_r[im], var_z[im], scatter_region2, min_hd2,
+            for p in range(win[iw, 1], win[iw, 2]):
+                it = top_order[p - 1]
+                if triplet_compatible(bot_lc, ib, top_lc, it, rm, var_r[im], var_z[im], gbuf[13, ib], min_hd2,
                                       pt2_per_r, pt_per_hr, max_pt_sc, highland, sigma_sc, impact_max, res):
                     if nc < MAXD:
                         cand_t[nc] = it
@@ -431,7 +634,7 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
                         cand_imp[nc] = res[1]
                         nc += 1
             # seed filter (2 spacepoints fixed): compatible seeds with other top radii
-            rb = r[bot_idx[ib]]
+            rb = r[cand_k[ib]]
             for i in range(nc):
                 rt = r[top_idx[cand_t[i]]]
                 w = -cand_imp[i] * impact_wf
@@ -478,12 +681,10 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
                     trip_t[q] = trip_t[q - 1]
                     trip_w[q] = trip_w[q - 1]
                     trip_z[q] = trip_z[q - 1]
-                trip_b[pos] = bot_idx[ib]
+                trip_b[pos] = cand_k[ib]
                 trip_t[pos] = top_idx[cand_t[i]]
                 trip_w[pos] = w
-                trip_z[pos] = bot_lc[ib, 1]
-        if ntrip == 0:
-            continue
+                trip_z[pos] = gbuf[1, ib]
         # per-middle selection (ATLAS-style cut on all but the best seed when > 2 triplets)
         for kk in range(min(ntrip, max_seeds)):
             if ntrip > 2 and kk > 0:
@@ -498,37 +699,44 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, n_phi, n_z, z_lo, z_bin, c)
     return out_b[:ns], out_m[:ns], out_t[:ns], out_w[:ns], out_z[:ns], stats
 
 
-def find_seeds(sp: Spacepoints, config: SeedingConfig = SeedingConfig()) -> Seeds:
-    """Find triplet seeds among the spacepoints; returns indices into ``sp``."""
-    r_all = np.hypot(sp.x, sp.y)
-    sel = np.nonzero((r_all <= config.r_max_mm) & (sp.z >= config.z_min_mm) & (sp.z <= config.z_max_mm)
-                     & np.isfinite(r_all))[0]
-    n_phi = config.phi_bin_count()
-    z_bin = 50.0
-    z_lo = config.z_min_mm
-    n_z = max(1, int(math.ceil((config.z_max_mm - config.z_min_mm) / z_bin)))
-    phi = np.arctan2(sp.y[sel], sp.x[sel])
-    ip = np.clip(((phi + np.pi) / (2 * np.pi / n_phi)).astype(np.int64), 0, n_phi - 1)
-    iz = np.clip(((sp.z[sel] - z_lo) / z_bin).astype(np.int64), 0, n_z - 1)
-    cell = ip * n_z + iz
-    order = np.lexsort((r_all[sel], cell))
-    idx = sel[order]
-    bin_start = np.searchsorted(cell[order], np.arange(n_phi * n_z + 1)).astype(np.int64)
+def _parameter_vector(config: SeedingConfig, n_phi: int, n_z: int) -> np.ndarray:
+    """Cuts and derived constants of _find_seeds, then the grid's n_phi, n_z, z_min, z bin."""
     cfg = config
     pt_per_hr = C_LIGHT * cfg.bz_tesla
-    params = np.array([
+    return np.array([
         cfg.delta_r_min_mm, cfg.delta_r_max_mm, cfg.cot_theta_max, cfg.collision_min_mm, cfg.collision_max_mm,
         cfg.delta_z_max_mm, cfg.impact_max_mm, cfg.sigma_scattering, cfg.max_pt_scattering_gev,
         cfg.highland_gev, pt_per_hr, (2 * cfg.min_helix_radius_mm) ** 2, (cfg.highland_gev / pt_per_hr) ** 2,
         (cfg.highland_gev / cfg.min_pt_gev) ** 2, cfg.delta_inv_helix_diameter_per_mm, cfg.impact_weight_factor,
         cfg.compat_seed_weight, cfg.filter_delta_r_min_mm, cfg.compat_seed_limit, cfg.good_spb_min_radius_mm,
         cfg.good_spb_weight, cfg.good_spt_max_radius_mm, cfg.good_spt_weight, cfg.good_spb_min_weight,
-        cfg.seed_min_weight, cfg.spb_min_radius_mm, cfg.max_seeds_per_middle], dtype=np.float64)
-    b, m, t, w, zv, stats = _find_seeds(np.ascontiguousarray(sp.x[idx], np.float64), np.ascontiguousarray(sp.y[idx], np.float64),
-                                 np.ascontiguousarray(sp.z[idx], np.float64), np.ascontiguousarray(r_all[idx]),
-                                 np.ascontiguousarray(sp.var_r[idx], np.float64),
-                                 np.ascontiguousarray(sp.var_z[idx], np.float64), bin_start, n_phi, n_z, z_lo,
-                                 z_bin, params)
+        cfg.seed_min_weight, cfg.spb_min_radius_mm, cfg.max_seeds_per_middle, n_phi, n_z, cfg.z_min_mm,
+        _Z_BIN_MM], dtype=np.float64)
+
+
+def _grid(sp: Spacepoints, config: SeedingConfig) -> tuple:
+    """Spacepoints of the seeding region in grid order (phi-z cell, then radius, as
+    np.lexsort((r, cell))): their indices into ``sp``, the columns x, y, z, r, var_r, var_z
+    (float64), the first spacepoint of every cell and the grid shape (n_phi, n_z)."""
+    r_all = np.hypot(sp.x, sp.y)
+    sel = np.nonzero((r_all <= config.r_max_mm) & (sp.z >= config.z_min_mm) & (sp.z <= config.z_max_mm)
+                     & np.isfinite(r_all))[0]
+    n_phi = config.phi_bin_count()
+    n_z = max(1, int(math.ceil((config.z_max_mm - config.z_min_mm) / _Z_BIN_MM)))
+    phi = np.arctan2(sp.y[sel], sp.x[sel])
+    ip = np.clip(((phi + np.pi) / (2 * np.pi / n_phi)).astype(np.int64), 0, n_phi - 1)
+    iz = np.clip(((sp.z[sel] - config.z_min_mm) / _Z_BIN_MM).astype(np.int64), 0, n_z - 1)
+    order, bin_start = _grid_order(ip * n_z + iz, r_all[sel], n_phi * n_z)
+    idx = sel[order]
+    columns = tuple(np.ascontiguousarray(np.asarray(a)[idx], np.float64)
+                    for a in (sp.x, sp.y, sp.z, r_all, sp.var_r, sp.var_z))
+    return idx, columns, bin_start, (n_phi, n_z)
+
+
+def find_seeds(sp: Spacepoints, config: SeedingConfig = SeedingConfig()) -> Seeds:
+    """Find triplet seeds among the spacepoints; returns indices into ``sp``."""
+    idx, columns, bin_start, (n_phi, n_z) = _grid(sp, config)
+    b, m, t, w, zv, stats = _find_seeds(*columns, bin_start, _parameter_vector(config, n_phi, n_z))
     counters = {"doublet_candidates": int(stats[0]), "bottom_doublets": int(stats[1]), "top_doublets": int(stats[2]),
                 "triplet_tests": int(stats[3]), "middles": len(idx)}
     return Seeds(idx[b], idx[m], idx[t], w, zv, counters)
