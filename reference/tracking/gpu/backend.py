@@ -81,12 +81,42 @@ def kernel_arg(array):
         return numba_cuda.as_cuda_array(array)
 
 
-def blocks(n: int, threads: int = 256) -> tuple[int, int]:
-    """Launch configuration covering ``n`` threads (at least one block)."""
-    return max(1, (int(n) + threads - 1) // threads), threads
+_STREAMS: dict = {}
+
+
+def stream_key() -> int:
+    """The current CuPy stream's handle (0 for the default stream and under the simulator): the key
+    of per-stream scratch buffers."""
+    if simulated():
+        return 0
+    import cupy  # pylint: disable=import-outside-toplevel
+
+    return cupy.cuda.get_current_stream().ptr
+
+
+def stream():
+    """The numba stream kernels are launched on: the current CuPy stream, so that events queued
+    from several host threads, each on its own CuPy stream, run concurrently on the device (the
+    default stream when none is set); 0 under the simulator."""
+    if simulated():
+        return 0
+    pointer = stream_key()
+    found = _STREAMS.get(pointer)
+    if found is None:
+        numba_cuda = cuda()
+        found = numba_cuda.default_stream() if pointer == 0 else numba_cuda.external_stream(pointer)
+        _STREAMS[pointer] = found
+    return found
+
+
+def blocks(n: int, threads: int = 256) -> tuple:
+    """Launch configuration covering ``n`` threads (at least one block), on the current stream."""
+    return max(1, (int(n) + threads - 1) // threads), threads, stream()
 
 
 def synchronize() -> None:
-    """Wait for the device (no-op under the simulator)."""
+    """Wait for the work queued on the current stream (no-op under the simulator)."""
     if not simulated():
-        cuda().synchronize()
+        import cupy  # pylint: disable=import-outside-toplevel
+
+        cupy.cuda.get_current_stream().synchronize()

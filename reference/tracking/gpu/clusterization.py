@@ -815,8 +815,8 @@ def _header(dev: DeviceDetector, cap_h: int, cap_c: int) -> tuple:
     return h, position, fposition
 
 
-@lru_cache(maxsize=2)
-def _cached_workspace(handle: Identity, cap_h: int, cap_c: int) -> _Workspace:
+@lru_cache(maxsize=32)
+def _cached_workspace(handle: Identity, cap_h: int, cap_c: int, stream: int) -> _Workspace:  # pylint: disable=unused-argument
     xp = backend.xp()
     dev = device_detector(handle.obj)
     header, n_int, n_float = _header(dev, cap_h, cap_c)
@@ -831,7 +831,9 @@ def _cached_workspace(handle: Identity, cap_h: int, cap_c: int) -> _Workspace:
 
 
 def _workspace(detector: Detector, n_hits: int, n_cells: int) -> _Workspace:
-    return _cached_workspace(Identity(detector), _capacity(n_hits), _capacity(n_cells))
+    """The scratch buffers for an event of this size, one set per stream: events in flight on
+    different streams (throughput mode) must not share them."""
+    return _cached_workspace(Identity(detector), _capacity(n_hits), _capacity(n_cells), backend.stream_key())
 
 
 def _column_block(ws: _Workspace, columns: list):

@@ -717,12 +717,12 @@ def _direct_launcher(kernel, args):
     except (AttributeError, ImportError, KeyError):
         return None
 
-    def run(griddim, blockdim, arguments):
+    def run(launch_config, arguments):
         flat: list = []
         for a in arguments:
             _flat_args(a, flat)
-        config = make_config(grid=griddim, block=blockdim, shmem_size=0)
-        core_launch(cuda.default_stream(), config, function, *flat)
+        config = make_config(grid=launch_config[0], block=launch_config[1], shmem_size=0)
+        core_launch(launch_config[2], config, function, *flat)
 
     return run
 
@@ -731,18 +731,18 @@ def launch(kernel, n: int, *args) -> None:
     """Launch ``kernel`` over n threads with ``args``: xp arrays, named tuples of them, scalars.
 
     The first launch for given argument types goes through numba's dispatch (which compiles);
-    later ones on a GPU call the compiled kernel directly on the default stream (see
-    :func:`_direct_launcher`); under the simulator numba runs the kernel."""
-    griddim, blockdim = backend.blocks(n)
+    later ones on a GPU call the compiled kernel directly on the current stream (see
+    :func:`_direct_launcher` and :func:`backend.stream`); under the simulator numba runs the kernel."""
+    launch_config = backend.blocks(n)
     if backend.simulated():
-        kernel[griddim, blockdim](*args)
+        kernel[launch_config](*args)
         return
     key = (kernel, _type_key(args))
     run = _COMPILED.get(key)
     if run is not None:
-        run(griddim, blockdim, args)
+        run(launch_config, args)
         return
-    kernel[griddim, blockdim](*(view_arg(a) for a in args))
+    kernel[launch_config](*(view_arg(a) for a in args))
     run = _direct_launcher(kernel, args)
     if run is not None:
         _COMPILED[key] = run

@@ -1,0 +1,156 @@
+"""Whole-chain throughput of the GPU tracking chain with several events in flight, against the CPU
+chain on one core and on all cores of the same machine; and the float64 agreement of clusters and
+spacepoints.
+
+Usage (from the repository root, on a machine with a CUDA GPU and CuPy):
+
+    python benchmarks/bench_tracking_gpu_throughput.py --pileup 200 --events 16 --streams 1,2,4,8 --repeats 3
+
+Events are simulated on the host. Every event goes through the whole chain as a user runs it:
+host -> device copy, clusterization, spacepoints, seeding, estimation, CKF on the GPU, copy back,
+ambiguity resolution on the host (``reconstruct_event_gpu``). Throughput mode runs N host threads,
+each on its own CUDA stream (``reconstruct_many``); events per second is events / wall time, per
+repeat, after a warm-up that compiles the kernels. The same events through the CPU chain
+(``reconstruct_event``, numba, one thread per process) give the one-core rate (first
+``--cpu-events`` events) and the all-core rate (a process pool of one worker per core over all
+events, after one warm-up event per worker). Results of every stream count are checked against
+one event at a time (seeds and tracks per event). Then clusterization and spacepoints in float64
+on the GPU are compared with the CPU's by traccc's comparator (rates at 0.01 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+from reference.tracking.gpu import backend  # noqa: E402
+
+_STATE: dict = {}
+
+
+def _simulate(pileup: int, count: int, seed: int):
+    from reference.tracking.geometry import build_generic_detector
+    from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
+
+    detector = build_generic_detector()
+    planes = module_planes(detector)
+    return detector, [simulate_event(detector, SimulationConfig(pileup=pileup), seed=seed + k, planes=planes)
+                      for k in range(count)]
+
+
+def _cpu_worker_init(pileup: int) -> None:
+    from reference.tracking.geometry import build_generic_detector
+
+    _STATE["detector"] = build_generic_detector()
+
+
+def _cpu_reconstruct(event) -> int:
+    from reference.tracking.chain import reconstruct_event
+
+    return int(reconstruct_event(event, _STATE["detector"]).info["tracks"])
+
+
+def _signature(result) -> tuple:
+    return len(result.seeds), result.info["tracks"], int(result.tracks.meas.sum())
+
+
+def gpu_rates(detector, events, streams: list[int], repeats: int) -> dict:
+    from reference.tracking.gpu.chain import reconstruct_event_gpu
+    from reference.tracking.gpu.throughput import reconstruct_many
+
+    for _ in range(2):
+        reconstruct_event_gpu(events[0], detector)
+    reference = [_signature(reconstruct_event_gpu(e, detector)) for e in events]
+    rates = {}
+    for count in streams:
+        reconstruct_many(events[:count], detector, streams=count)  # per-thread contexts and pools
+        runs = []
+        for _ in range(repeats):
+            done = reconstruct_many(events, detector, streams=count)
+            assert [_signature(r) for r in done.results] == reference, f"{count} streams changed the results"
+            runs.append(done.events_per_s)
+        rates[str(count)] = {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
+        print(f"GPU, {count} stream(s): {rates[str(count)]['median']:.1f} events/s", flush=True)
+    return rates
+
+
+def cpu_rates(detector, events, cpu_events: int, workers: int) -> dict:
+    from reference.tracking.chain import reconstruct_event
+
+    reconstruct_event(events[0], detector)  # compile / load the numba cache
+    started = time.perf_counter()
+    for event in events[:cpu_events]:
+        reconstruct_event(event, detector)
+    one = cpu_events / (time.perf_counter() - started)
+    print(f"CPU, one core: {one:.2f} events/s", flush=True)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_cpu_worker_init, initargs=(0,)) as pool:
+        list(pool.map(_cpu_reconstruct, events[:workers]))  # warm every worker
+        started = time.perf_counter()
+        list(pool.map(_cpu_reconstruct, events))
+        every = len(events) / (time.perf_counter() - started)
+    print(f"CPU, {workers} cores: {every:.2f} events/s", flush=True)
+    return {"one_core_events_per_s": one, "one_core_events": cpu_events, "all_cores_events_per_s": every,
+            "workers": workers}
+
+
+def float64_agreement(detector, events) -> dict:
+    from auditor.products import to_host
+    from reference.tracking.agreement import compare_measurements, compare_spacepoints
+    from reference.tracking.audit_chain import clusterization
+    from reference.tracking.gpu.clusterization import ClusterizationConfig, clusterization_gpu, event_to_device
+    from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
+    from reference.tracking.spacepoints import form_spacepoints
+
+    found = {"measurements": [], "spacepoints": []}
+    for event in events:
+        cpu_meas = clusterization(event, detector)
+        gpu_meas = clusterization_gpu(event_to_device(event), detector, ClusterizationConfig(dtype="float64"))
+        gpu_sp = form_spacepoints_gpu(gpu_meas)
+        found["measurements"].append(compare_measurements(cpu_meas, to_host(gpu_meas)).rates)
+        found["spacepoints"].append(compare_spacepoints(form_spacepoints(cpu_meas), to_host(gpu_sp)).rates)
+    return {k: {label: min(r[label] for r in v) for label in v[0]} for k, v in found.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pileup", type=int, default=200)
+    parser.add_argument("--events", type=int, default=16)
+    parser.add_argument("--streams", default="1,2,4,8")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cpu-events", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--agreement-events", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if not backend.device_present():
+        print("This benchmark needs a CUDA GPU with CuPy (and NUMBA_ENABLE_CUDASIM unset).", file=sys.stderr)
+        return 2
+    detector, events = _simulate(args.pileup, args.events, args.seed)
+    result = {"benchmark": "tracking_gpu_throughput", "command": " ".join(sys.argv), "pileup": args.pileup,
+              "events": args.events, "device": str(backend.cuda().get_current_device().name),
+              "gpu": gpu_rates(detector, events, [int(s) for s in args.streams.split(",")], args.repeats),
+              "cpu": cpu_rates(detector, events, args.cpu_events, args.workers),
+              "float64_agreement": float64_agreement(detector, events[:args.agreement_events])}
+    best = max(v["median"] for v in result["gpu"].values())
+    result["speedup_over_one_core"] = best / result["cpu"]["one_core_events_per_s"]
+    result["speedup_over_all_cores"] = best / result["cpu"]["all_cores_events_per_s"]
+    print(json.dumps(result, indent=1))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

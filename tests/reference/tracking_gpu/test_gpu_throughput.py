@@ -1,0 +1,52 @@
+"""Throughput mode: several events in flight on their own CUDA streams give the same results as
+one event at a time (under the simulator it runs them one by one)."""
+
+import numpy as np
+import pytest
+
+from reference.tracking.geometry import build_generic_detector
+from reference.tracking.gpu import backend
+from reference.tracking.gpu.chain import reconstruct_event_gpu
+from reference.tracking.gpu.throughput import reconstruct_many
+from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
+
+
+@pytest.fixture(scope="module", name="events")
+def small_events():
+    detector = build_generic_detector()
+    planes = module_planes(detector)
+    pileup = 1 if backend.simulated() else 60  # big enough on a GPU for shared scratch buffers to collide
+    return detector, [simulate_event(detector, SimulationConfig(pileup=pileup, particles_per_vertex=30.0), seed=s,
+                                     planes=planes) for s in (3, 4, 5, 6)]
+
+
+def _tracks(result):
+    return sorted(map(tuple, np.split(result.tracks.meas, result.tracks.offsets[1:-1])))
+
+
+def _check_same_as_one_by_one(detector, events, streams):
+    many = reconstruct_many(events, detector, streams=streams)
+    assert len(many.results) == len(events) and many.events_per_s > 0
+    for event, result in zip(events, many.results):
+        alone = reconstruct_event_gpu(event, detector)
+        assert len(result.seeds) == len(alone.seeds) and _tracks(result) == _tracks(alone)
+        assert result.info["tracks"] == alone.info["tracks"] > 0
+
+
+@pytest.mark.skipif(not backend.simulated(), reason="the simulator case; the GPU case is the test below")
+def test_simulator_runs_events_in_order(events):
+    detector, items = events
+    _check_same_as_one_by_one(detector, items[:2], streams=4)
+    assert reconstruct_many(items[:1], detector, streams=4).streams == 1
+
+
+@pytest.mark.skipif(not backend.device_present(), reason="needs a CUDA GPU: streams overlap only on a device")
+def test_streams_give_the_results_of_one_event_at_a_time(events):
+    detector, items = events
+    _check_same_as_one_by_one(detector, items, streams=4)
+
+
+def test_streams_must_be_positive(events):
+    detector, items = events
+    with pytest.raises(ValueError, match="at least 1"):
+        reconstruct_many(items[:1], detector, streams=0)
