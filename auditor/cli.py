@@ -99,9 +99,13 @@ Examples:
 
   hepaudit audit . --exclude "tests/**" --skip-dir generated
 
+  hepaudit audit . --scheduler tcp://scheduler:8786  analyse on a Dask cluster (or local, local:N)
+
 Settings can also live in [tool.hepaudit] of pyproject.toml (or in hepaudit.toml): include,
-exclude, skip_dirs, max_file_mb, pylint, jobs, top and [tool.hepaudit.thresholds]. Options given
-here win. Results are cached by file content in ~/.cache/hepaudit (HEPAUDIT_CACHE_DIR moves it).
+exclude, skip_dirs, max_file_mb, pylint, jobs, scheduler, top and [tool.hepaudit.thresholds].
+Options given here win. Results are cached by file content in ~/.cache/hepaudit
+(HEPAUDIT_CACHE_DIR moves it); with --scheduler the cache stays with this process, so on a cluster
+put it on a shared filesystem for other runs and clients to reuse.
 Exit codes: 0 done, 2 bad input (missing path, nothing to analyse, bad settings).
 """
 
@@ -124,6 +128,7 @@ def audit(
     max_file_mb: Annotated[Optional[float], typer.Option(help="Files larger than this are listed as not analysed [default: 2].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (use with --json/--markdown).")] = False,
     benchmark_json: Annotated[Optional[Path], typer.Option("--benchmark-json", help="Write headline metrics for github-action-benchmark (tool: customSmallerIsBetter).")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Analyse on Dask: 'local', 'local:N', a scheduler address or a scheduler .json file [default: [tool.hepaudit] scheduler, else this machine's --jobs].")] = None,
 ) -> None:
     """Audit code quality: complexity, size, maintainability and lint of Python, C, C++ and GPU code."""
     from auditor.config import load_config, validate
@@ -131,7 +136,6 @@ def audit(
     from auditor.render import json_report, markdown as markdown_renderer
     from auditor.static.cache import default_cache_dir
     from auditor.static.discovery import audit_root
-    from auditor.static.engine import run_audit
 
     try:
         for path in paths:
@@ -141,12 +145,7 @@ def audit(
         changes: dict[str, object] = {}
         if pylint is not None:
             changes["pylint"] = pylint.value
-        if top is not None:
-            changes["top"] = top
-        if jobs is not None:
-            changes["jobs"] = jobs
-        if max_file_mb is not None:
-            changes["max_file_mb"] = max_file_mb
+        changes.update(_given(top=top, jobs=jobs, max_file_mb=max_file_mb, scheduler=scheduler))
         if include:
             changes["include"] = settings.include + tuple(include)
         if exclude:
@@ -155,7 +154,7 @@ def audit(
         changes["skip_dirs"] = tuple(skip_dirs) + tuple(skip_dir or ())
         settings = validate(dataclasses.replace(settings, **changes))
         cache = None if no_cache else (cache_dir or default_cache_dir())
-        report = run_audit(paths, settings, cache, progress=_progress_factory(not quiet))
+        report = _audit_function(settings)(paths, settings, cache, progress=_progress_factory(not quiet))
         if not report["files"] and not report["not_analysed"]:
             raise UserError(f"Nothing to analyse under {', '.join(map(str, paths))}: no Python, C, C++, CUDA, HIP or SYCL files.")
         if json_out is not None:
@@ -171,6 +170,22 @@ def audit(
         fail(str(exc), exc.exit_code)
 
 
+def _given(**options: object) -> dict[str, object]:
+    """The options given on the command line (not None), which win over the settings file."""
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _audit_function(settings: AuditConfig) -> Callable:
+    """``run_audit``, or its Dask variant when a scheduler is set (only then is Dask imported)."""
+    if settings.scheduler is None:
+        from auditor.static.engine import run_audit
+
+        return run_audit
+    from auditor.cluster.audit import run_audit_on_cluster
+
+    return run_audit_on_cluster
+
+
 RUN_EPILOG = """
 Examples:
 
@@ -182,10 +197,18 @@ Examples:
 
   hepaudit run --param size=100000 --out reports/today
 
+  hepaudit run --chain tracking --scheduler local --events 40 --events-per-unit 10
+
+  hepaudit run --scheduler tcp://scheduler:8786 --out reports/cluster     then --resume after a crash
+
+With --scheduler (or `scheduler` in [tool.hepaudit]) the work is cut into units (chain x device x
+node type x event range) run on Dask workers; each unit is saved in OUT/units/ as it finishes, the
+report has one result per chain and node type, and lists retried, resumed and concurrent units.
+
 Chains come from installed packages (entry points "hepaudit.chains") and from [tool.hepaudit.chains]
 in pyproject.toml of the current folder. The report is written to reports/<timestamp>/ as
 report.json, report.md and report.html. Exit codes: 0 done, 2 bad input (unknown chain or stage,
-absent device), 130 interrupted (what was measured is saved).
+absent device), 1 some work units failed, 130 interrupted (what was measured is saved).
 """
 
 
@@ -221,32 +244,123 @@ def run(
     country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 code of the electricity grid for carbon (codecarbon's offline data).")] = "FRA",
     out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    scheduler: Annotated[Optional[str], typer.Option(help="Spread the work over Dask: 'local', 'local:N', a scheduler address or a scheduler .json file [default: [tool.hepaudit] scheduler, else no Dask].")] = None,
+    events_per_unit: Annotated[Optional[int], typer.Option(help="Split each chain's events into work units of this many (needs --events).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the unit results already saved in --out and measure only the rest.")] = False,
 ) -> None:
     """Measure chains stage by stage on CPU and GPU: time, transfers, energy, agreement, code quality, placement."""
     from auditor.runner import execute_run
 
     try:
-        mode = "precise" if precise else mode
-        if mode not in ("quick", "normal", "precise"):
-            raise UserError(f"--mode must be quick, normal or precise, not {mode!r}.")
-        wanted = tuple(d.strip() for d in devices.split(",") if d.strip())
-        bad = [d for d in wanted if d not in ("cpu", "gpu")]
-        if bad or not wanted:
-            raise UserError(f"--devices takes cpu and/or gpu, not {devices!r}.")
-        parameters = _parse_params(param)
-        if events is not None:
-            if events < 1:
-                raise UserError("--events must be at least 1.")
-            parameters["events"] = events
+        mode = _mode(mode, precise)
+        wanted = _devices(devices)
+        parameters = _fixed_parameters(param, events)
         if pileup is not None:
             parameters["pileup"] = pileup
         if not 0 <= min_agreement <= 1:
             raise UserError("--min-agreement is a rate between 0 and 1.")
-        code = execute_run(list(chain or []), tuple(stage or ()), parameters, wanted, mode, energy, min_agreement,
-                           out, quiet, err, country)
+        scale = _scale_out(scheduler, events_per_unit, resume, out)
+        if scale is not None:
+            from auditor.cluster.commands import RunRequest, execute_job_run
+            from auditor.cluster.units import UnitSettings
+
+            request = RunRequest(tuple(chain or ()), tuple(stage or ()), parameters, wanted,
+                                 UnitSettings(mode, energy, country, min_agreement), out, quiet)
+            code = execute_job_run(request, scale, err)
+        else:
+            code = execute_run(list(chain or []), tuple(stage or ()), parameters, wanted, mode, energy, min_agreement,
+                               out, quiet, err, country)
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     raise typer.Exit(code)
+
+
+def _scale_out(scheduler: Optional[str], events_per_unit: Optional[int], resume: bool, out: Optional[Path]):
+    """The scale-out settings when a job of work units is asked for (a scheduler, split events or a
+    resume), else None: the plain in-process run."""
+    from auditor.cluster.commands import ScaleOut, resolve_scheduler
+
+    scheduler = resolve_scheduler(scheduler)
+    if events_per_unit is not None and events_per_unit < 1:
+        raise UserError("--events-per-unit must be at least 1.")
+    if resume and out is None:
+        raise UserError("--resume needs --out: the folder whose saved unit results to reuse.")
+    if scheduler is None and events_per_unit is None and not resume:
+        return None
+    return ScaleOut(scheduler, events_per_unit, resume)
+
+
+SWEEP_EPILOG = """
+Examples:
+
+  hepaudit sweep --chain tracking --grid pileup=20,60,100,140,200,300 --events 2
+
+  hepaudit sweep --chain dqm --grid runs=20,40,80 --scheduler local --out reports/dqm-sweep
+
+  hepaudit sweep --chain tracking --grid pileup=50,200 --grid events=2,4 --scheduler tcp://scheduler:8786
+
+Each grid point is measured like `hepaudit run` (every device and node type), serially here or as
+work units on Dask with --scheduler (or `scheduler` in [tool.hepaudit]). The report (report.json,
+.md, .html in --out) has every point's results, and for each numeric parameter each stage's time
+versus the parameter with the fitted power-law exponent k (time = a * value^k), plotted on log-log
+axes (scaling-*.png). Unit results are saved in OUT/units/ as they finish: --resume reuses them.
+Exit codes: 0 done, 1 some units failed, 2 bad input, 130 interrupted.
+"""
+
+
+@app.command(epilog=SWEEP_EPILOG)
+def sweep(
+    grid: Annotated[list[str], typer.Option("--grid", "-g", help="NAME=V1,V2,... a chain parameter and its values (repeatable: the grid is their product).")],
+    chain: Annotated[Optional[list[str]], typer.Option("--chain", "-c", help="Chain to sweep (repeatable) [default: all registered].")] = None,
+    stage: Annotated[Optional[list[str]], typer.Option("--stage", "-s", help="Only these stages (repeatable).")] = None,
+    events: Annotated[Optional[int], typer.Option(help="Events per point [default: the chain's].")] = None,
+    param: Annotated[Optional[list[str]], typer.Option(help="A fixed chain parameter KEY=VALUE (repeatable).")] = None,
+    devices: Annotated[str, typer.Option(help="Comma-separated devices to measure: cpu, gpu.")] = "cpu,gpu",
+    mode: Annotated[str, typer.Option(help="quick, normal or precise timing (quick still uses the grid's values).")] = "normal",
+    energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy per stage.")] = False,
+    scheduler: Annotated[Optional[str], typer.Option(help="'local', 'local:N', a scheduler address or .json file [default: [tool.hepaudit] scheduler, else serial].")] = None,
+    events_per_unit: Annotated[Optional[int], typer.Option(help="Split each point's events into units of this many (needs --events).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the unit results saved in --out.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Measure chains over a grid of parameters (e.g. pile-up) and fit how each stage's cost grows."""
+    try:
+        from auditor.cluster.commands import RunRequest, ScaleOut, execute_sweep, resolve_scheduler
+        from auditor.cluster.units import UnitSettings
+        from auditor.sweep import parse_grid
+
+        request = RunRequest(tuple(chain or ()), tuple(stage or ()), _fixed_parameters(param, events),
+                             _devices(devices), UnitSettings(_mode(mode, False), energy), out, quiet)
+        scale = _scale_out(scheduler, events_per_unit, resume, out) or ScaleOut(resolve_scheduler(None))
+        code = execute_sweep(request, parse_grid(grid), scale, err)
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
+def _fixed_parameters(param: Optional[list[str]], events: Optional[int]) -> dict[str, object]:
+    parameters = _parse_params(param)
+    if events is not None:
+        if events < 1:
+            raise UserError("--events must be at least 1.")
+        parameters["events"] = events
+    return parameters
+
+
+def _devices(devices: str) -> tuple[str, ...]:
+    wanted = tuple(d.strip() for d in devices.split(",") if d.strip())
+    bad = [d for d in wanted if d not in ("cpu", "gpu")]
+    if bad or not wanted:
+        raise UserError(f"--devices takes cpu and/or gpu, not {devices!r}.")
+    return wanted
+
+
+def _mode(mode: str, precise: bool) -> str:
+    mode = "precise" if precise else mode
+    if mode not in ("quick", "normal", "precise"):
+        raise UserError(f"--mode must be quick, normal or precise, not {mode!r}.")
+    return mode
 
 
 PROFILE_EPILOG = """

@@ -80,6 +80,9 @@ class AuditConfig:
     max_file_mb: float = 2.0  #: larger files (usually generated) are reported, not analysed
     pylint: str = "fast"  #: off | fast (design/size/complexity checkers) | full
     jobs: int = 0  #: worker processes; 0 means one per available core
+    #: Dask scheduler to run the analysis on (local, local:N, tcp://host:port or a scheduler
+    #: .json file); None: this machine's processes (``jobs``), and Dask is not imported.
+    scheduler: str | None = None
     top: int = 20  #: number of worst functions listed
     thresholds: Thresholds = field(default_factory=Thresholds)
     #: Per-folder thresholds, in file order; the last override that matches a file wins per key.
@@ -98,6 +101,7 @@ _SCALARS: dict[str, tuple[tuple[type, ...], str]] = {
     "max_file_mb": ((int, float), "a number"),
     "pylint": ((str,), "a string"),
     "jobs": ((int,), "an integer"),
+    "scheduler": ((str,), "a string"),
     "top": ((int,), "an integer"),
 }
 _LISTS = ("include", "exclude", "skip_dirs")
@@ -222,6 +226,9 @@ def validate(config: AuditConfig, source: str = "the command line") -> AuditConf
         raise UserError(f"Setting 'pylint' from {source} must be one of off, fast, full, not {config.pylint!r}.")
     if config.jobs < 0:
         raise UserError(f"Setting 'jobs' from {source} must be 0 (automatic) or a positive integer, not {config.jobs}.")
+    if config.scheduler is not None and not config.scheduler.strip():
+        raise UserError(f"Setting 'scheduler' from {source} must name a Dask scheduler (local, local:N, "
+                        "tcp://host:port or a scheduler .json file), not an empty string.")
     if config.top < 0:
         raise UserError(f"Setting 'top' from {source} must not be negative, not {config.top}.")
     if not config.max_file_mb > 0:
@@ -280,3 +287,10 @@ def load_config(start: Path, explicit: Path | None = None) -> AuditConfig:
     if not isinstance(table, dict):
         raise UserError(f"'tool.hepaudit' in {path} must be a table.")
     return parse_config(table, str(path), str(path.parent.resolve()))
+
+
+def configured_scheduler(start: Path) -> str | None:
+    """The ``scheduler`` setting of the configuration that applies to ``start`` (None when unset),
+    for commands that read it without the rest of the audit settings."""
+    folder = start if start.is_dir() else start.parent
+    return load_config(folder).scheduler

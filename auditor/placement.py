@@ -161,6 +161,12 @@ class Resources:
     """
 
     cpu_cores: float = 1.0
+    #: Cores of other CPU-like devices (e.g. ``"cpu@2"``, the CPU of another node type in a mixed
+    #: pool); a device not listed is one in-order resource.
+    device_cores: Mapping[str, float] = field(default_factory=dict)
+
+    def cores(self, device: str) -> float:
+        return self.cpu_cores if device == HOST_DEVICE else self.device_cores.get(device, 1.0)
 
 
 @dataclass(frozen=True)
@@ -580,7 +586,8 @@ _Term = tuple[str, Measurement, "Measurement | None", float]
 
 def _stage_term(model: _Model, stage: int, device: str) -> _Term:
     impl = model.impls[stage][device]
-    factor = impl.cpu_cores / model.problem.resources.cpu_cores if device == HOST_DEVICE else 1.0
+    resources = model.problem.resources
+    factor = impl.cpu_cores / resources.cores(device) if device == HOST_DEVICE or device in resources.device_cores else 1.0
     return device, impl.time_s, impl.energy_j, factor
 
 

@@ -22,6 +22,8 @@ from auditor.stages import Chain
 
 def _implementation(device: dict[str, Any]) -> Implementation:
     energy = device.get("energy") or {}
+    if energy.get("attributed") is False:  # measured beside other work on the same device
+        energy = {}
     per_event = energy.get("net_per_event") or energy.get("gross_per_event")
     agreement = device.get("agreement") or {}
     headline = agreement.get("headline")
@@ -73,8 +75,14 @@ def build_problem(chain: Chain, result: dict[str, Any], min_agreement: float) ->
             seconds = Measurement.from_json(transfer[key]["time"])
             transfers.append(TransferCost(src, dst, transfer["product"], seconds, _copy_energy(seconds, power)))
     return PlacementProblem(stages=stages, edges=edges, transfers=transfers,
-                            resources=Resources(cpu_cores=float(cpu_description()["cores"])),
+                            resources=Resources(cpu_cores=float(_cores(result))),
                             min_agreement=min_agreement)
+
+
+def _cores(result: dict[str, Any]) -> int:
+    """CPU cores of the node the chain was measured on (this machine's for a local run)."""
+    node = result.get("node") or {}
+    return (node.get("cpu") or {}).get("cores") or cpu_description()["cores"]
 
 
 def _label(placement: dict[str, str]) -> str:

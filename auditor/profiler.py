@@ -52,6 +52,8 @@ class ProfileOptions:
     min_repeats: int = 5
     transfer_repeats: int = 20
     min_agreement: float = 0.99
+    #: Only events [start, stop) of the chain's inputs (a work unit's share); None: all of them.
+    event_range: tuple[int, int] | None = None
 
     @property
     def min_seconds(self) -> float:
@@ -233,22 +235,35 @@ def profile_stage(stage: Stage, device: str, host_inputs: list[dict[str, Any]], 
     return result
 
 
+def _prepare_events(chain: Chain, parameters: Mapping[str, Any],
+                    event_range: tuple[int, int] | None) -> tuple[list[Mapping[str, Any]], float]:
+    """The chain's events (only those in ``event_range`` when given) and the seconds they took."""
+    started = time.perf_counter()
+    events = list(chain.make_inputs(parameters))
+    if event_range is not None:
+        events = events[event_range[0]:event_range[1]]
+    return events, time.perf_counter() - started
+
+
+def _range_json(event_range: tuple[int, int] | None) -> list[int] | None:
+    return None if event_range is None else list(event_range)
+
+
 def profile_chain(chain: Chain, options: ProfileOptions, energy_meter: EnergyMeter | None = None,
                   progress: Progress | None = None) -> dict[str, Any]:
     """Measure ``chain``; the result is the chain's part of the run report (JSON-ready)."""
     say = progress or (lambda message: None)
     parameters = {**chain.parameters, **(chain.quick if options.mode == "quick" else {}), **options.parameters}
     say(f"{chain.name}: preparing events")
-    started = time.perf_counter()
-    events = list(chain.make_inputs(parameters))
-    preparation = time.perf_counter() - started
+    events, preparation = _prepare_events(chain, parameters, options.event_range)
     if not events:
         raise ValueError(f"chain {chain.name!r} produced no events for {parameters}")
     gpu_ok, gpu_reason = gpu_status()
     devices = [d for d in options.devices if d == "cpu" or gpu_ok]
     result: dict[str, Any] = {
         "name": chain.name, "description": chain.description, "parameters": parameters,
-        "events": len(events), "input_preparation_s": round(preparation, 4),
+        "events": len(events), "event_range": _range_json(options.event_range),
+        "input_preparation_s": round(preparation, 4),
         "devices": {"requested": list(options.devices), "measured": devices,
                     "gpu": "available" if gpu_ok else gpu_reason},
         "stages": [], "transfers": [], "interrupted": False,

@@ -22,7 +22,7 @@ from auditor.stage_quality import _FileMetrics, implementation_quality, unwrap
 from auditor.stages import Chain
 
 SCHEMA_NAME = "hepaudit.run"
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 LIBRARIES = ("numpy", "numba", "numba-cuda", "cupy", "cupy-cuda12x", "cupy-cuda13x", "torch", "codecarbon",
              "nvidia-ml-py", "radon", "lizard", "pylint", "rich")
 
@@ -95,11 +95,23 @@ def add_speedups(result: dict[str, Any]) -> None:
             entry["speedup"] = speedup(Measurement.from_json(cpu["time"]), Measurement.from_json(gpu["time"]))
 
 
-def run_chains(chains: Sequence[Chain], options: ProfileOptions, energy_meter: EnergyMeter | None = None,
-               progress: Callable[[str], None] | None = None,
-               placement: Callable[[Chain, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Measure ``chains`` and return the run report."""
-    report: dict[str, Any] = {
+def finish_chain(chain: Chain, result: dict[str, Any], files: _FileMetrics,
+                 placement: Callable[[Chain, dict[str, Any]], dict[str, Any]] | None) -> dict[str, Any]:
+    """Add what does not depend on where it was measured: source, code quality, speedups, ranking,
+    placement."""
+    package, folder = _package_folder(chain)
+    result["source"] = {"package": package, "git": git_commit(folder) if folder else None}
+    add_quality(chain, result, files)
+    add_speedups(result)
+    result["ranking"] = rank_chain(result)
+    if placement is not None:
+        result["placement"] = placement(chain, result)
+    return result
+
+
+def new_report(options: ProfileOptions) -> dict[str, Any]:
+    """The frame of a run report: identity, environment and options, no chains yet."""
+    return {
         "schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "environment": environment(),
@@ -108,6 +120,13 @@ def run_chains(chains: Sequence[Chain], options: ProfileOptions, energy_meter: E
                     "min_seconds": options.min_seconds, "min_agreement": options.min_agreement},
         "chains": [], "interrupted": False,
     }
+
+
+def run_chains(chains: Sequence[Chain], options: ProfileOptions, energy_meter: EnergyMeter | None = None,
+               progress: Callable[[str], None] | None = None,
+               placement: Callable[[Chain, dict[str, Any]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Measure ``chains`` and return the run report."""
+    report = new_report(options)
     files = _FileMetrics()
     for chain in chains:
         try:
@@ -115,14 +134,7 @@ def run_chains(chains: Sequence[Chain], options: ProfileOptions, energy_meter: E
         except KeyboardInterrupt:
             report["interrupted"] = True
             break
-        package, folder = _package_folder(chain)
-        result["source"] = {"package": package, "git": git_commit(folder) if folder else None}
-        add_quality(chain, result, files)
-        add_speedups(result)
-        result["ranking"] = rank_chain(result)
-        if placement is not None:
-            result["placement"] = placement(chain, result)
-        report["chains"].append(result)
+        report["chains"].append(finish_chain(chain, result, files, placement))
         if result["interrupted"]:
             report["interrupted"] = True
             break

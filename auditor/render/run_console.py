@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from auditor.render import run_tables
+from auditor.render.cluster_text import chain_title, cluster_lines
 from auditor.render.units import seconds_text, size_text
 
 _RANK_STYLE = {1: "bold red", 2: "dark_orange", 3: "yellow"}
@@ -53,7 +54,7 @@ def _quality_cell(device: dict[str, Any] | None) -> str:
 
 def _stage_table(chain: dict[str, Any]) -> Table:
     gpu = chain["devices"]["gpu"] == "available" and "gpu" in chain["devices"]["measured"]
-    table = Table(title=f"{chain['name']}: {chain['events']} events, {chain['parameters']}", box=box.SIMPLE_HEAVY,
+    table = Table(title=f"{chain_title(chain)}: {chain['events']} events, {chain['parameters']}", box=box.SIMPLE_HEAVY,
                   title_justify="left")
     columns = [("Stage", "left"), ("CPU / event", "right")]
     if gpu:
@@ -143,6 +144,18 @@ def _act_first(chain: dict[str, Any]) -> Table:
     return table
 
 
+def _cluster_panel(report: dict[str, Any]) -> list[Panel]:
+    lines = cluster_lines(report)
+    return [Panel(Text("\n".join(lines)), title="Work units", border_style="cyan", expand=False)] if lines else []
+
+
+def _sweep(report: dict[str, Any], console: Console) -> None:
+    if report.get("sweep"):
+        from auditor.render.sweep import render_console
+
+        render_console(report["sweep"], console)
+
+
 def render(report: dict[str, Any], console: Console | None = None) -> None:
     """Print the run report."""
     console = console or Console()
@@ -169,6 +182,8 @@ def render(report: dict[str, Any], console: Console | None = None) -> None:
             parts.append(Text(f"GPU columns: {chain['devices']['gpu']}; the placement is CPU-only.", style="yellow"))
         if chain["ranking"].get("energy_estimated"):
             parts.append(Text("Energy in italics is estimated (codecarbon model), not measured.", style="italic"))
+    parts += _cluster_panel(report)
     if report.get("interrupted"):
         parts.append(Text("Interrupted: the report holds what was measured until then.", style="bold yellow"))
     console.print(Group(*parts))
+    _sweep(report, console)

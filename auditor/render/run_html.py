@@ -7,6 +7,7 @@ import io
 from typing import Any
 
 from auditor.render import run_tables
+from auditor.render.cluster_text import chain_title, cluster_lines
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -136,13 +137,31 @@ def _placement(placement: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _job_parts(report: dict[str, Any]) -> list[str]:
+    """Work units of a scale-out job, and a sweep's scaling tables and plots (files beside the page)."""
+    lines = cluster_lines(report)
+    parts = ["<h2>Work units</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>"] \
+        if lines else []
+    sweep = report.get("sweep")
+    if sweep:
+        from auditor.render.sweep import markdown_lines
+
+        rows = [line for line in markdown_lines(sweep) if line.startswith("|") and "---" not in line]
+        parts.append("<h2>Sweep: time per event versus the grid parameters</h2>")
+        parts.append("<table>" + "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>"
+                                                           for c in row.strip("|").split("|")) + "</tr>"
+                                         for row in rows) + "</table>")
+        parts += [f"<figure><img src='{html.escape(name)}' alt='scaling plot'></figure>" for name in sweep.get("plots", [])]
+    return parts
+
+
 def render(report: dict[str, Any]) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>hepaudit run {html.escape(report['created'])}</title>",
              f"<style>{STYLE}</style></head><body><h1>hepaudit run</h1><ul>"]
     parts += [f"<li>{html.escape(line)}</li>" for line in run_tables.environment_lines(report)]
     parts.append("</ul>")
     for chain in report["chains"]:
-        parts.append(f"<h2>Chain {html.escape(chain['name'])}</h2><p>{html.escape(chain['description'])}. "
+        parts.append(f"<h2>Chain {html.escape(chain_title(chain))}</h2><p>{html.escape(chain['description'])}. "
                      f"{chain['events']} events, parameters {html.escape(str(chain['parameters']))}; "
                      f"GPU: {html.escape(str(chain['devices']['gpu']))}.</p>")
         parts.append(_table(run_tables.STAGE_HEADER, run_tables.stage_rows(chain)))
@@ -163,6 +182,7 @@ def render(report: dict[str, Any]) -> str:
                 parts.append(f"<figure>{svg}</figure>")
         if chain["ranking"].get("energy_estimated"):
             parts.append("<p class='note'>Energy marked ~ is estimated (codecarbon model), not measured.</p>")
+    parts += _job_parts(report)
     if report.get("interrupted"):
         parts.append("<p><strong>Interrupted</strong>: the report holds what was measured until then.</p>")
     parts.append("</body></html>")

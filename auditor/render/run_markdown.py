@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from auditor.render import run_tables
+from auditor.render.cluster_text import chain_title, cluster_lines
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -16,10 +17,19 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + [""]
 
 
+def _job_lines(report: dict[str, Any]) -> list[str]:
+    """The work units of a scale-out job and a sweep's scaling, when the report has them."""
+    from auditor.render.sweep import markdown_lines
+
+    cluster = cluster_lines(report)
+    lines = ["### Work units", ""] + [f"- {line}" for line in cluster] + [""] if cluster else []
+    return lines + (markdown_lines(report["sweep"]) if report.get("sweep") else [])
+
+
 def render(report: dict[str, Any]) -> str:
     lines = ["## hepaudit run", ""] + [f"- {line}" for line in run_tables.environment_lines(report)] + [""]
     for chain in report["chains"]:
-        lines += [f"### Chain `{chain['name']}`", "",
+        lines += [f"### Chain `{chain_title(chain)}`", "",
                   f"{chain['description']}. {chain['events']} events, parameters {chain['parameters']}; "
                   f"GPU: {chain['devices']['gpu']}.", ""]
         lines += _table(run_tables.STAGE_HEADER, run_tables.stage_rows(chain))
@@ -44,6 +54,7 @@ def render(report: dict[str, Any]) -> str:
             lines += placement_markdown(placement)
         if chain["ranking"].get("energy_estimated"):
             lines += ["Energy values marked `~` are estimated (codecarbon model), not measured.", ""]
+    lines += _job_lines(report)
     if report.get("interrupted"):
         lines += ["**Interrupted**: the report holds what was measured until then.", ""]
     return "\n".join(lines) + "\n"

@@ -10,11 +10,12 @@ import os
 import resource
 import stat
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Sequence
 
 from auditor.config import AuditConfig
 from auditor.static import lint
@@ -81,6 +82,31 @@ def _pool(jobs: int) -> ProcessPoolExecutor:
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Where the analysis runs.
+
+    Without ``executor``: a process pool of ``count`` workers on this machine, or this process
+    when the work is too small to pay for starting them. With one (any ``concurrent.futures``
+    executor, e.g. the Dask one of :mod:`auditor.cluster.audit`): always on it, in chunks sized
+    for ``count`` workers; the executor is not shut down here. ``about`` is added to the report's
+    ``performance`` section.
+    """
+
+    count: int
+    executor: Executor | None = None
+    about: dict[str, Any] = field(default_factory=dict)
+
+
+def _local_workers(config: AuditConfig) -> Workers:
+    return Workers(config.jobs or available_cores())
+
+
+def _open(workers: Workers) -> ContextManager[Executor]:
+    """The executor of ``workers``: a new process pool (closed on exit) or the one given."""
+    return _pool(workers.count) if workers.executor is None else nullcontext(workers.executor)
 
 
 def _peak_rss_mb() -> dict[str, float]:
@@ -150,8 +176,13 @@ def _assemble(sources: Sequence[_Source], results: dict[str, Any],
 
 
 def run_audit(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None,
-              progress: Callable[[int, str], Progress] | None = None) -> dict[str, Any]:
-    """Audit ``paths``; ``progress(total, label)`` returns a callback advanced per finished file."""
+              progress: Callable[[int, str], Progress] | None = None,
+              workers: Workers | None = None) -> dict[str, Any]:
+    """Audit ``paths``; ``progress(total, label)`` returns a callback advanced per finished file.
+
+    ``workers``: where the analysis runs (default: ``config.jobs`` processes on this machine).
+    Discovery, reading, hashing and the cache stay in this process wherever the analysis runs.
+    """
     clock = _Phases()
     found = discover(paths, config)
     clock.mark("discover")
@@ -176,8 +207,8 @@ def run_audit(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None
     lint_todo = _missing(((s.lint_key, s.candidate.path) for s in python if s.lint_key), lint_known)
     clock.mark("cache_lookup")
 
-    jobs = config.jobs or available_cores()
-    fresh, lint_fresh = _analyse(todo, lint_todo, config.pylint, jobs, progress)
+    workers = workers or _local_workers(config)
+    fresh, lint_fresh = _analyse(todo, lint_todo, config.pylint, workers, progress)
     clock.mark("analyse")
     cache.put_many(fresh)
     cache.put_many(lint_fresh)
@@ -207,7 +238,8 @@ def run_audit(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None
         "cache": cache_summary,
     }
     clock.mark("aggregate")
-    report["performance"] = {"jobs": jobs, "seconds": clock.seconds(), "peak_rss_mb": _peak_rss_mb()}
+    report["performance"] = {"jobs": workers.count, **workers.about, "seconds": clock.seconds(),
+                             "peak_rss_mb": _peak_rss_mb()}
     return report
 
 
@@ -228,19 +260,33 @@ class _Phases:
                 "total": round(time.perf_counter() - self.started, 4)}
 
 
+def _tasks(items: list, lint_items: list, jobs: int) -> list[tuple[str, list]]:
+    """The chunks of work for ``jobs`` workers, as ``(kind, chunk)``; pylint chunks take longest: they go first."""
+    tasks = [("analysis", chunk) for chunk in _chunks(items, lambda kv: len(kv[1][2]), jobs * _CHUNKS_PER_WORKER)]
+    lint_chunk_count = max(jobs, -(-len(lint_items) // _PYLINT_CHUNK_FILES))
+    tasks[:0] = [("lint", chunk) for chunk in _chunks(lint_items, lambda kv: 1, lint_chunk_count)]
+    return tasks
+
+
+def _in_process(items: list, lint_items: list, workers: Workers) -> bool:
+    """Whether the work runs here: one local job, or too little work to pay for a process pool."""
+    if workers.executor is not None:
+        return False
+    work_bytes = sum(len(data) for _, (_, _, data) in items)
+    small = work_bytes < _PARALLEL_MIN_BYTES and len(lint_items) <= _PYLINT_CHUNK_FILES
+    return workers.count == 1 or small
+
+
 def _analyse(todo: dict[str, tuple[str, str, bytes]], lint_todo: dict[str, str], lint_mode: str,
-             jobs: int, progress: Callable[[int, str], Progress] | None) -> tuple[dict, dict]:
-    """Run the analysis and pylint work, in worker processes when it pays off."""
+             workers: Workers | int, progress: Callable[[int, str], Progress] | None) -> tuple[dict, dict]:
+    """Run the analysis and pylint work, in worker processes when it pays off (``workers``: where,
+    or a number of local processes)."""
+    workers = workers if isinstance(workers, Workers) else Workers(workers)
     items = list(todo.items())
     lint_items = list(lint_todo.items())
     total = len(items) + len(lint_items)
     advance = progress(total, "Analysing") if progress and total else (lambda n: None)
-    work_bytes = sum(len(data) for _, (_, _, data) in items)
-    small = work_bytes < _PARALLEL_MIN_BYTES and len(lint_items) <= _PYLINT_CHUNK_FILES
-    tasks = [("analysis", chunk) for chunk in _chunks(items, lambda kv: len(kv[1][2]), jobs * _CHUNKS_PER_WORKER)]
-    lint_chunk_count = max(jobs, -(-len(lint_items) // _PYLINT_CHUNK_FILES))
-    # pylint chunks take longest: they go first.
-    tasks[:0] = [("lint", chunk) for chunk in _chunks(lint_items, lambda kv: 1, lint_chunk_count)]
+    tasks = _tasks(items, lint_items, workers.count)
     fresh: dict[str, Any] = {}
     lint_fresh: dict[str, Any] = {}
 
@@ -257,12 +303,12 @@ def _analyse(todo: dict[str, tuple[str, str, bytes]], lint_todo: dict[str, str],
             return analyze_chunk, [item for _, item in chunk]
         return lint.lint_chunk, [path for _, path in chunk], lint_mode
 
-    if jobs == 1 or small:
+    if _in_process(items, lint_items, workers):
         for kind, chunk in tasks:
             function, *arguments = call(kind, chunk)
             collect(kind, chunk, function(*arguments))
         return fresh, lint_fresh
-    with _pool(jobs) as pool:
+    with _open(workers) as pool:
         futures = {pool.submit(*call(kind, chunk)): (kind, chunk) for kind, chunk in tasks}
         for future in as_completed(futures):
             collect(*futures[future], future.result())
@@ -297,6 +343,7 @@ def _pylint_summary(mode: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
 def _config_summary(config: AuditConfig) -> dict[str, Any]:
     summary = asdict(config)
     summary.pop("base_dir")
+    summary.pop("scheduler")  # where it ran is in "performance": the results do not depend on it
     for key in ("include", "exclude", "skip_dirs"):
         summary[key] = list(summary[key])
     return summary

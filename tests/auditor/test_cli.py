@@ -149,9 +149,9 @@ def test_module_entry_point_and_version() -> None:
 
 def test_settings_hepaudit_does_not_support_are_refused(tree: Path) -> None:
     # Keys that nothing reads are refused: silently ignoring them would mislead.
-    write(tree, "pyproject.toml", '[tool.hepaudit]\nscheduler = "slurm"\n')
+    write(tree, "pyproject.toml", '[tool.hepaudit]\nslurm_queue = "long"\n')
     result = audit(str(tree))
-    assert result.exit_code == 2 and "Unknown setting 'tool.hepaudit.scheduler'" in result.output
+    assert result.exit_code == 2 and "Unknown setting 'tool.hepaudit.slurm_queue'" in result.output
 
 
 OVERRIDES = """[tool.hepaudit.thresholds]

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# GPU-machine runs of the scale-out work: GPU tests, a pile-up sweep on a local Dask cluster with one
+# GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
+# Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
+#   STEP: tests | gputests | throughput | sweep | run | dqm | distill
+set -u
+SITE=$(mktemp -d)
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
+export PYTHONPATH=$SITE:$PWD PYTHONUNBUFFERED=1 PATH=$PATH:$SITE/bin
+python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1 || echo "editable install failed"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" 2>&1
+lscpu | grep -E "Model name|^CPU\(s\)" >> "$OUT/gpu.txt"
+for step in "$@"; do
+  started=$(date +%s)
+  case $step in
+    tests) NUMBA_ENABLE_CUDASIM=0 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/reference/tracking \
+             tests/auditor/test_cluster_run.py > "$OUT/pytest-gpu.txt" 2>&1; echo "pytest rc=$?"; tail -4 "$OUT/pytest-gpu.txt" ;;
+    gputests) NUMBA_ENABLE_CUDASIM=0 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/reference/tracking_gpu \
+             > "$OUT/pytest-tracking-gpu.txt" 2>&1; echo "pytest rc=$?"; tail -4 "$OUT/pytest-tracking-gpu.txt" ;;
+    throughput) timeout 420 python3 benchmarks/bench_tracking_gpu_throughput.py --pileup 200 --events 16 \
+             --streams 1,2,4,8 --repeats 3 --out "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
+           echo "throughput rc=$?"; grep -v '^ *"runs"\|^ *[0-9.]*,\?$' "$OUT/throughput.txt" | tail -45 ;;
+    sweep) timeout 420 python3 -m auditor sweep --chain tracking --grid pileup=20,60,100,140,200,300 --events 2 \
+             --mode quick --scheduler local:2 --out "$OUT/sweep-gpu" > "$OUT/sweep-gpu.txt" 2>&1
+           echo "sweep rc=$?"; tail -40 "$OUT/sweep-gpu.txt" ;;
+    run) timeout 480 python3 -m auditor run --chain tracking --pileup 200 --events 3 --mode normal \
+             --out "$OUT/run-tracking" > "$OUT/run-tracking.txt" 2>&1; echo "run rc=$?"; tail -60 "$OUT/run-tracking.txt" ;;
+    dqm|distill) timeout 540 python3 -m auditor run --chain "$step" --mode normal --out "$OUT/run-$step" \
+             > "$OUT/run-$step.txt" 2>&1; echo "run $step rc=$?"; grep -A14 "Stage " "$OUT/run-$step.txt" | head -30 ;;
+  esac
+  echo "$step took $(( $(date +%s) - started )) s"
+done
