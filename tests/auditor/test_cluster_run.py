@@ -234,3 +234,11 @@ def test_a_lost_worker_is_replaced_and_its_unit_retried(project: Path, tmp_path:
     unit, = cluster["units"]
     assert unit["retried_after_lost_worker"] == 1 and cluster["retried"] == {unit["key"]: 1}
     assert report["chains"][0]["stages"][0]["status"] == "measured"
+
+
+def test_the_scheduler_setting_of_the_project_is_used(project: Path) -> None:
+    (project / "pyproject.toml").write_text('[tool.hepaudit]\nscheduler = "local:2"\n\n' + CHAINS)
+    report = _invoke(["run", "--chain", "demo", "--devices", "cpu", "--no-energy", "--mode", "quick",
+                      "--out", "configured", "-q"])
+    assert report["cluster"]["scheduler"] == "local:2" and report["cluster"]["workers"] == 2
+    assert report["cluster"]["completed"] == 1
