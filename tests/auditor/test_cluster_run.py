@@ -242,3 +242,21 @@ def test_the_scheduler_setting_of_the_project_is_used(project: Path) -> None:
                       "--out", "configured", "-q"])
     assert report["cluster"]["scheduler"] == "local:2" and report["cluster"]["workers"] == 2
     assert report["cluster"]["completed"] == 1
+
+
+def test_energy_is_measured_on_the_workers_and_not_attributed_when_units_overlap(project: Path) -> None:
+    report = _invoke(["sweep", "--chain", "demo", "--stage", "radius", "--grid", "size=20000,40000", "--devices",
+                      "cpu", "--mode", "quick", "--energy", "--scheduler", "local:2", "--out", "energy", "-q"])
+    units = {u["key"]: u for u in report["cluster"]["units"]}
+    assert len(units) == 2 and len({u["worker"] for u in units.values()}) == 2
+    flagged = 0
+    for chain in report["chains"]:
+        entry = chain["stages"][0]["devices"]["cpu"]
+        energy = entry["energy"]
+        assert energy["method"] in ("codecarbon-estimate", "rapl") and energy["gross_per_event"]["value"] > 0
+        if entry.get("concurrent_with"):
+            flagged += 1
+            assert energy["attributed"] is False and "not attributed" in energy["attribution"]
+        else:
+            assert energy.get("attributed", True) is True
+    assert flagged == 2, "two units on two idle workers run at the same time"
