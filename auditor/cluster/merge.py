@@ -122,7 +122,8 @@ def merge_group(outcomes: Sequence[Mapping[str, Any]], flags: Mapping[str, Mappi
             _merge_stage(entry, [p["result"]["stages"][index] for p in parts], device,
                          [flags.get(p["key"], {}) for p in parts])
     gpu_parts = by_device.get("gpu", [])
-    if gpu_parts:
+    if gpu_parts:  # the CPU unit may have run where no GPU is visible: the GPU unit says what the GPU is
+        base["devices"]["gpu"] = gpu_parts[0]["result"]["devices"]["gpu"]
         base["transfers"] = gpu_parts[0]["result"].get("transfers", [])
         base["transfer_problems"] = gpu_parts[0]["result"].get("transfer_problems", [])
     base["events"] = sum(p["result"]["events"] for p in by_device[first_device])

@@ -48,7 +48,7 @@ def cluster_lines(report: Mapping[str, Any]) -> list[str]:
     lines += [f"unit {key} was planned but never finished" for key in cluster.get("missing", [])]
     concurrent = sum(1 for unit in cluster["units"] if unit["concurrent_with"])
     if concurrent:
-        lines.append(f"{concurrent} unit(s) ran beside others on one host or GPU: their timings are flagged and their "
+        lines.append(f"{concurrent} unit(s) ran beside others on one host or GPU: their timings are marked * and their "
                      "energy is not attributed to the stage")
     for pool in cluster.get("mixed_pool", []):
         lines += _pool_lines(pool)

@@ -12,7 +12,7 @@ def time_text(device: dict[str, Any] | None) -> str:
     if not device:
         return "–"
     if device.get("status") == "measured":
-        return seconds_text(device["time"])
+        return seconds_text(device["time"]) + ("*" if device.get("concurrent_with") else "")
     return device.get("status", "–")
 
 
@@ -21,6 +21,8 @@ def energy_cell_text(device: dict[str, Any] | None) -> str:
     if not energy:
         return "–"
     value = energy.get("net_per_event") or energy.get("gross_per_event")
+    if energy.get("attributed") is False:
+        return f"({energy_text(value)}, not attributed)" if value else "not attributed"
     return energy_text(value) if value else energy.get("status", "–")
 
 

@@ -260,3 +260,23 @@ def test_energy_is_measured_on_the_workers_and_not_attributed_when_units_overlap
         else:
             assert energy.get("attributed", True) is True
     assert flagged == 2, "two units on two idle workers run at the same time"
+
+
+def _unit_outcome(key: str, device: str, gpu_status: str) -> dict:
+    measured = {"status": "measured", "time": {"value": 1.0, "unit": "s", "method": "perf-counter", "samples": 5},
+                "time_samples": [1.0] * 5, "samples": 5}
+    other = {"status": "unavailable", "reason": "not requested"}
+    devices = {"cpu": measured if device == "cpu" else other, "gpu": measured if device == "gpu" else other}
+    result = {"stages": [{"name": "s", "status": "measured", "devices": devices}], "events": 2, "interrupted": False,
+              "devices": {"gpu": gpu_status, "measured": [device], "requested": [device]},
+              "transfers": [{"product": "x"}] if device == "gpu" else []}
+    return {"key": key, "unit": {"device": device, "event_range": None}, "result": result}
+
+
+def test_merging_takes_each_device_from_its_own_unit() -> None:
+    from auditor.cluster.merge import merge_group
+
+    merged = merge_group([_unit_outcome("c", "cpu", "no CUDA GPU"), _unit_outcome("g", "gpu", "available")], {})
+    assert merged["devices"]["gpu"] == "available" and merged["devices"]["measured"] == ["cpu", "gpu"]
+    assert {d: e["status"] for d, e in merged["stages"][0]["devices"].items()} == {"cpu": "measured", "gpu": "measured"}
+    assert merged["transfers"] == [{"product": "x"}] and merged["events"] == 2
