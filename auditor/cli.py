@@ -101,8 +101,8 @@ Examples:
 
   hepaudit audit . --scheduler tcp://scheduler:8786  analyse on a Dask cluster (or local, local:N)
 
-Settings can also live in [tool.hepaudit] of pyproject.toml (or in hepaudit.toml): include,
-exclude, skip_dirs, max_file_mb, pylint, jobs, scheduler, top and [tool.hepaudit.thresholds].
+Settings can also live in \\[tool.hepaudit] of pyproject.toml (or in hepaudit.toml): include,
+exclude, skip_dirs, max_file_mb, pylint, jobs, scheduler, top and \\[tool.hepaudit.thresholds].
 Options given here win. Results are cached by file content in ~/.cache/hepaudit
 (HEPAUDIT_CACHE_DIR moves it); with --scheduler the cache stays with this process, so on a cluster
 put it on a shared filesystem for other runs and clients to reuse.
@@ -116,19 +116,19 @@ def audit(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON (schema-versioned) to this file.")] = None,
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown report, e.g. for a CI job summary.")] = None,
     pylint: Annotated[Optional[PylintMode], typer.Option(help="pylint profile: off; fast = design, size and complexity checkers [default]; full = all checkers.")] = None,
-    top: Annotated[Optional[int], typer.Option(help="How many of the most complex functions to list [default: 20].")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
+    top: Annotated[Optional[int], typer.Option(help="How many of the most complex functions to list \\[default: 20].")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core \\[default: 0].")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Analyse every file again and leave the cache untouched.")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder \\[default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (pyproject.toml or hepaudit.toml) instead of the nearest one.")] = None,
     include: Annotated[Optional[list[str]], typer.Option(help="Only audit files matching this gitignore-style pattern (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out files matching this gitignore-style pattern (repeatable).")] = None,
     skip_dir: Annotated[Optional[list[str]], typer.Option(help="Also skip folders with this name or glob (repeatable).")] = None,
     no_default_skips: Annotated[bool, typer.Option("--no-default-skips", help="Do not skip build, vendored and cache folders.")] = False,
-    max_file_mb: Annotated[Optional[float], typer.Option(help="Files larger than this are listed as not analysed [default: 2].")] = None,
+    max_file_mb: Annotated[Optional[float], typer.Option(help="Files larger than this are listed as not analysed \\[default: 2].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (use with --json/--markdown).")] = False,
     benchmark_json: Annotated[Optional[Path], typer.Option("--benchmark-json", help="Write headline metrics for github-action-benchmark (tool: customSmallerIsBetter).")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="Analyse on Dask: 'local', 'local:N', a scheduler address or a scheduler .json file [default: [tool.hepaudit] scheduler, else this machine's --jobs].")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Analyse on Dask: 'local', 'local:N', a scheduler address or a scheduler .json file \\[default: \\[tool.hepaudit] scheduler, else this machine's --jobs].")] = None,
 ) -> None:
     """Audit code quality: complexity, size, maintainability and lint of Python, C, C++ and GPU code."""
     from auditor.config import load_config, validate
@@ -201,11 +201,11 @@ Examples:
 
   hepaudit run --scheduler tcp://scheduler:8786 --out reports/cluster     then --resume after a crash
 
-With --scheduler (or `scheduler` in [tool.hepaudit]) the work is cut into units (chain x device x
+With --scheduler (or `scheduler` in \\[tool.hepaudit]) the work is cut into units (chain x device x
 node type x event range) run on Dask workers; each unit is saved in OUT/units/ as it finishes, the
 report has one result per chain and node type, and lists retried, resumed and concurrent units.
 
-Chains come from installed packages (entry points "hepaudit.chains") and from [tool.hepaudit.chains]
+Chains come from installed packages (entry points "hepaudit.chains") and from \\[tool.hepaudit.chains]
 in pyproject.toml of the current folder. The report is written to reports/<timestamp>/ as
 report.json, report.md and report.html. Exit codes: 0 done, 2 bad input (unknown chain or stage,
 absent device), 1 some work units failed, 130 interrupted (what was measured is saved).
@@ -231,9 +231,9 @@ def _parse_params(values: list[str] | None) -> dict[str, object]:
 
 @app.command(epilog=RUN_EPILOG)
 def run(
-    chain: Annotated[Optional[list[str]], typer.Option("--chain", "-c", help="Chain to run (repeatable) [default: all registered].")] = None,
+    chain: Annotated[Optional[list[str]], typer.Option("--chain", "-c", help="Chain to run (repeatable) \\[default: all registered].")] = None,
     stage: Annotated[Optional[list[str]], typer.Option("--stage", "-s", help="Only these stages (repeatable).")] = None,
-    events: Annotated[Optional[int], typer.Option(help="Events per chain [default: the chain's, fewer in quick mode].")] = None,
+    events: Annotated[Optional[int], typer.Option(help="Events per chain \\[default: the chain's, fewer in quick mode].")] = None,
     pileup: Annotated[Optional[int], typer.Option(help="Pile-up for chains that simulate collisions (e.g. tracking).")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="Any chain parameter as KEY=VALUE (repeatable).")] = None,
     devices: Annotated[str, typer.Option(help="Comma-separated devices to measure: cpu, gpu.")] = "cpu,gpu",
@@ -242,9 +242,9 @@ def run(
     energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy per stage (adds the energy windows to the run time).")] = True,
     min_agreement: Annotated[float, typer.Option(help="Exclude a device implementation from the placement below this matching rate.")] = 0.99,
     country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 code of the electricity grid for carbon (codecarbon's offline data).")] = "FRA",
-    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: reports/<timestamp>].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
-    scheduler: Annotated[Optional[str], typer.Option(help="Spread the work over Dask: 'local', 'local:N', a scheduler address or a scheduler .json file [default: [tool.hepaudit] scheduler, else no Dask].")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="Spread the work over Dask: 'local', 'local:N', a scheduler address or a scheduler .json file \\[default: \\[tool.hepaudit] scheduler, else no Dask].")] = None,
     events_per_unit: Annotated[Optional[int], typer.Option(help="Split each chain's events into work units of this many (needs --events).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse the unit results already saved in --out and measure only the rest.")] = False,
 ) -> None:
@@ -300,7 +300,7 @@ Examples:
   hepaudit sweep --chain tracking --grid pileup=50,200 --grid events=2,4 --scheduler tcp://scheduler:8786
 
 Each grid point is measured like `hepaudit run` (every device and node type), serially here or as
-work units on Dask with --scheduler (or `scheduler` in [tool.hepaudit]). The report (report.json,
+work units on Dask with --scheduler (or `scheduler` in \\[tool.hepaudit]). The report (report.json,
 .md, .html in --out) has every point's results, and for each numeric parameter each stage's time
 versus the parameter with the fitted power-law exponent k (time = a * value^k), plotted on log-log
 axes (scaling-*.png). Unit results are saved in OUT/units/ as they finish: --resume reuses them.
@@ -311,17 +311,17 @@ Exit codes: 0 done, 1 some units failed, 2 bad input, 130 interrupted.
 @app.command(epilog=SWEEP_EPILOG)
 def sweep(
     grid: Annotated[list[str], typer.Option("--grid", "-g", help="NAME=V1,V2,... a chain parameter and its values (repeatable: the grid is their product).")],
-    chain: Annotated[Optional[list[str]], typer.Option("--chain", "-c", help="Chain to sweep (repeatable) [default: all registered].")] = None,
+    chain: Annotated[Optional[list[str]], typer.Option("--chain", "-c", help="Chain to sweep (repeatable) \\[default: all registered].")] = None,
     stage: Annotated[Optional[list[str]], typer.Option("--stage", "-s", help="Only these stages (repeatable).")] = None,
-    events: Annotated[Optional[int], typer.Option(help="Events per point [default: the chain's].")] = None,
+    events: Annotated[Optional[int], typer.Option(help="Events per point \\[default: the chain's].")] = None,
     param: Annotated[Optional[list[str]], typer.Option(help="A fixed chain parameter KEY=VALUE (repeatable).")] = None,
     devices: Annotated[str, typer.Option(help="Comma-separated devices to measure: cpu, gpu.")] = "cpu,gpu",
     mode: Annotated[str, typer.Option(help="quick, normal or precise timing (quick still uses the grid's values).")] = "normal",
     energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy per stage.")] = False,
-    scheduler: Annotated[Optional[str], typer.Option(help="'local', 'local:N', a scheduler address or .json file [default: [tool.hepaudit] scheduler, else serial].")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="'local', 'local:N', a scheduler address or .json file \\[default: \\[tool.hepaudit] scheduler, else serial].")] = None,
     events_per_unit: Annotated[Optional[int], typer.Option(help="Split each point's events into units of this many (needs --events).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Reuse the unit results saved in --out.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: reports/<timestamp>].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Measure chains over a grid of parameters (e.g. pile-up) and fit how each stage's cost grows."""
@@ -379,13 +379,13 @@ method, and with --source the code quality of that path) goes to reports/<timest
 @app.command(epilog=PROFILE_EPILOG)
 def profile(
     command: Annotated[list[str], typer.Argument(help="The command and its arguments, after --.", show_default=False)],
-    name: Annotated[Optional[str], typer.Option(help="Name of the stage in the report [default: the program name].")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Name of the stage in the report \\[default: the program name].")] = None,
     repeats: Annotated[int, typer.Option(help="Timed runs after the warm-up run.")] = 5,
     source: Annotated[Optional[Path], typer.Option(help="Also audit this code and attach its quality to the stage.")] = None,
     energy: Annotated[bool, typer.Option("--energy/--no-energy", help="Measure energy over extra windows of runs.")] = True,
     precise: Annotated[bool, typer.Option("--precise", help="Longer energy windows (10 s).")] = False,
     country: Annotated[str, typer.Option(help="ISO 3166 alpha-3 code of the electricity grid for carbon.")] = "FRA",
-    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: reports/<timestamp>].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder \\[default: reports/<timestamp>].")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
     """Measure any command as a single stage: time, CPU time, peak memory, energy, and code quality."""
@@ -511,9 +511,9 @@ def check(
     benchmark_json: Annotated[Optional[Path], typer.Option("--benchmark-json", help="Write headline metrics for github-action-benchmark (tool: customSmallerIsBetter).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the current audit report as JSON.")] = None,
     pylint: Annotated[PylintMode, typer.Option(help="pylint profile for the --json report; the gate does not use it.")] = PylintMode.off,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core \\[default: 0].")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Analyse every file again and leave the cache untouched.")] = False,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder [default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Cache folder \\[default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (pyproject.toml or hepaudit.toml) instead of the nearest one.")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option(help="Leave out files matching this gitignore-style pattern (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the offenders and the verdict.")] = False,
@@ -712,7 +712,7 @@ Examples:
   hepaudit history src --commits 200 --html history.html --json history.json
 
 Walks `git rev-list --first-parent` from HEAD, oldest first, and measures each commit's files that
-[tool.hepaudit] of the current tree would audit. Only blobs not seen before are read and only
+\\[tool.hepaudit] of the current tree would audit. Only blobs not seen before are read and only
 contents not in the analysis cache (shared with `hepaudit audit`) are analysed. Results go to a
 SQLite database (default .hepaudit/history.sqlite in the repository); commits already there are not
 measured again. A shallow clone is reported with the command that fetches more history.
@@ -724,12 +724,12 @@ Exit codes: 0 done, 2 bad input (not a git repository, no commits, bad settings)
 def history(
     path: Annotated[Path, typer.Argument(help="The repository, or a folder in it to restrict the history to.")] = Path("."),
     commits: Annotated[int, typer.Option("--commits", "-n", help="How many commits back from HEAD (first-parent line).")] = 50,
-    db: Annotated[Optional[Path], typer.Option("--db", help="History database [default: .hepaudit/history.sqlite in the repository root].")] = None,
+    db: Annotated[Optional[Path], typer.Option("--db", help="History database \\[default: .hepaudit/history.sqlite in the repository root].")] = None,
     html: Annotated[Optional[Path], typer.Option("--html", help="Write a self-contained HTML page with trend plots.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the history report as JSON.")] = None,
-    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core [default: 0].")] = None,
-    top: Annotated[Optional[int], typer.Option(help="How many top movers to list [default: 20].")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Analysis cache folder [default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Worker processes; 0 = one per core \\[default: 0].")] = None,
+    top: Annotated[Optional[int], typer.Option(help="How many top movers to list \\[default: 20].")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Analysis cache folder \\[default: $HEPAUDIT_CACHE_DIR or ~/.cache/hepaudit].")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="Settings file (pyproject.toml or hepaudit.toml) instead of the nearest one.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors and the shallow-clone note.")] = False,
 ) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from auditor.cluster.execute import JobOutcome, UnitStore, resume_from, run_distributed, run_serial
 from auditor.cluster.units import UnitSettings, WorkUnit, plan_units, with_stages

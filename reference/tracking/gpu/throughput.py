@@ -39,7 +39,7 @@ class Throughput:
 
 def _worker(work: queue.Queue, detector: Detector | None, config: ChainConfig, out: list) -> None:
     """Reconstruct queued (index, event) pairs on this thread's own stream until the queue is empty."""
-    import cupy  # pylint: disable=import-outside-toplevel
+    import cupy  # pylint: disable=import-outside-toplevel,import-error  # only on GPU machines
 
     with cupy.cuda.Stream(non_blocking=True):
         while True:
