@@ -4,11 +4,15 @@ Usage (from the repository root):
 
     python benchmarks/bench_dqm.py --device cuda --out reports/dqm-h100
     python benchmarks/bench_dqm.py --summarise reports/dqm-h100/results.json
+    python benchmarks/bench_dqm.py --models lstm --heavy-ion-runs 0 --no-student --inputs global --window 32
+
 
 Runs ``reference.dqm.experiment.run_experiment`` with the default configuration (150 pp runs,
 LSTM and xLSTM teachers, the distilled student with 300 extra runs, continual learning on 24
 heavy-ion runs), trains on ``--device``, measures CPU latency on this host, and prints the tables
-that go into benchmarks/RESULTS.md, next to the issue's targets.
+that go into benchmarks/RESULTS.md, next to the issue's targets. ``--inputs global --window 32``
+reproduces the former inputs (one standardisation over all runs); the default inputs are relative
+to each run's reference with A-C differences (``reference.dqm.inputs``).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ def auc_table(results: dict) -> list[str]:
         lines.append(f"| {kind} | >= {target} | " + " | ".join(cells) + " |")
     lines.append("| macro | - | " + " | ".join(_auc(results[n]["evaluation"]["auc"]["macro"]) for n in names) + " |")
     for key, label in (("false_alarm", "false alarms on good test windows (1 % on validation)"),
-                       ("benign_all", "benign-control windows above threshold (target <= 1 %)")):
+                       ("benign_all", "benign-control windows above threshold (target <= 1 %)"),
+                       ("benign_lumi_step", "of which luminosity step"), ("benign_run_change", "of which run change")):
         lines.append(f"| {label} | | " + " | ".join(_pct(results[n]["evaluation"]["at_threshold"][key]) for n in names) + " |")
     return lines
 
@@ -102,9 +107,19 @@ def continual_lines(results: dict) -> list[str]:
     return lines
 
 
+def inputs_line(document: dict) -> str:
+    """What the autoencoders saw: the input transform, the window and the data sizes."""
+    config = document.get("config", {})
+    inputs = config.get("inputs", "global")
+    if inputs == "run_reference":
+        inputs += f" (reference: median of the first {config['reference_lb']} LBs; A-C differences {config['ac_differences']})"
+    return (f"Inputs {inputs}; window {config.get('window')} LBs; {config.get('runs')} runs; "
+            f"windows {document.get('windows')}.")
+
+
 def summarise(document: dict) -> str:
     results = document["results"]
-    parts = [auc_table(results), efficiency_table(results), cost_table(results), student_lines(results),
+    parts = [[inputs_line(document)], auc_table(results), efficiency_table(results), cost_table(results), student_lines(results),
              continual_lines(results)]
     return "\n\n".join("\n".join(p) for p in parts if p)
 
@@ -116,13 +131,20 @@ def main() -> None:
     parser.add_argument("--models", default="lstm,xlstm", help="Autoencoders to train (the first is the teacher).")
     parser.add_argument("--heavy-ion-runs", type=int, default=24, help="0 skips the continual-learning step.")
     parser.add_argument("--summarise", type=Path, help="Only print the tables of an existing results.json.")
+    parser.add_argument("--no-student", action="store_true", help="Skip the distilled student.")
+    parser.add_argument("--inputs", default=None, help="run_reference (default) or global (the former inputs).")
+    parser.add_argument("--window", type=int, default=None, help="LBs per window (default: ExperimentConfig's).")
+    parser.add_argument("--runs", type=int, default=None, help="pp runs (default: ExperimentConfig's).")
     args = parser.parse_args()
     if args.summarise:
         print(summarise(json.loads(args.summarise.read_text())))
         return
     from reference.dqm.experiment import ExperimentConfig, run_experiment
 
-    config = ExperimentConfig(models=tuple(args.models.split(",")), heavy_ion_runs=args.heavy_ion_runs)
+    config = ExperimentConfig(models=tuple(args.models.split(",")), heavy_ion_runs=args.heavy_ion_runs,
+                              student=not args.no_student)
+    changes = {"inputs": args.inputs, "window": args.window, "runs": args.runs}
+    config = replace(config, **{k: v for k, v in changes.items() if v is not None})
     config = replace(config, train=replace(config.train, device=args.device),
                      student_train=replace(config.student_train, device=args.device))
     start = time.perf_counter()

@@ -68,18 +68,19 @@ def generate(
     typer.echo(f"wrote {runs} {mode} run(s), {n_lb} lumiblocks ({n_anomalous} anomalous) to {out}")
 
 
-def _prepared(data: Path, window: int, seed: int):
-    """Runs from ``data`` split by run; the standardiser is fitted on good training LBs."""
-    from reference.dqm.data import Standardiser, make_windows, split_runs
+def _prepared(data: Path, window: int, seed: int, inputs=None):
+    """Runs from ``data`` split by run, as {split: (windows, model inputs)}; the input transform
+    (``reference.dqm.inputs``) is fitted on good training LBs unless ``inputs`` is given."""
+    from reference.dqm.data import split_runs
+    from reference.dqm.inputs import fit_inputs
     from reference.dqm.io import read_runs
 
     runs = read_runs(data)
     if len(runs) < 3:
         raise ValueError(f"{data} holds {len(runs)} run(s); training and evaluation need at least 3.")
     splits = dict(zip(("train", "val", "test"), split_runs(runs, seed=seed)))
-    standardiser = Standardiser.fit_runs(splits["train"])
-    windows = {name: make_windows(part, length=window) for name, part in splits.items()}
-    return standardiser, windows
+    inputs = fit_inputs(splits["train"]) if inputs is None else inputs
+    return inputs, {name: inputs.windows(part, window, 1) for name, part in splits.items()}
 
 
 def _sidecar(model_path: Path) -> Path:
@@ -91,7 +92,7 @@ def _read_sidecar(model_path: Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ValueError(f"{path} is missing: it holds the standardiser of {model_path}; train the model "
+        raise ValueError(f"{path} is missing: it holds the input transform of {model_path}; train the model "
                          "with 'hepaudit dqm train'.") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON ({exc.msg}).") from exc
@@ -136,58 +137,59 @@ def _teacher_targets(teacher: Path, x_by_split: dict, device: str) -> dict:
     return {name: log_loss(_teacher_scores(model, scale, x)) for name, x in x_by_split.items()}
 
 
-def _train(spec: dict, standardiser, windows: dict):
-    """Build and train the model described by ``spec``; returns (model, history)."""
+def _train(spec: dict, windows: dict):
+    """Build and train the model described by ``spec`` on {split: (windows, inputs)}; returns
+    (model, history)."""
     from reference.dqm.models import build_model
     from reference.dqm.train import TrainConfig, train_autoencoder, train_student
 
     config = TrainConfig(epochs=spec["epochs"], device=spec["device"], seed=spec["seed"])
-    x = {name: standardiser.transform(w.x) for name, w in windows.items() if name != "test"}
-    model = build_model(spec["model"], 16, spec["window"])
+    x = {name: pair[1] for name, pair in windows.items() if name != "test"}
+    model = build_model(spec["model"], x["train"].shape[-1], spec["window"])
     progress, advance = _progress_bar(f"training {spec['model']}", spec["epochs"])
     with progress:
         if spec["model"] == "student":
             y = _teacher_targets(spec["teacher"], x, spec["device"])
             history = train_student(model, (x["train"], y["train"]), (x["val"], y["val"]), config, advance)
         else:
-            good = {name: x[name][windows[name].label == 0] for name in x}
+            good = {name: x[name][windows[name][0].label == 0] for name in x}
             history = train_autoencoder(model, good["train"], good["val"], config, advance)
     return model, history
 
 
-def _scale_of(model, standardiser, windows: dict) -> list:
+def _scale_of(model, windows: dict) -> list:
     """Feature scale of a trained autoencoder: its mean error per feature on good training windows."""
     from reference.dqm.evaluate import feature_scale
     from reference.dqm.train import error_summary
 
-    good = windows["train"].x[windows["train"].label == 0]
-    return feature_scale(error_summary(model, standardiser.transform(good))).tolist()
+    train_windows, x = windows["train"]
+    return feature_scale(error_summary(model, x[train_windows.label == 0])).tolist()
 
 
 @app.command("train", epilog=EXAMPLES)
 def train(
     data: Path = typer.Option(..., "--data", help="HDF5 runs written by 'hepaudit dqm generate'."),
     model: str = typer.Option("lstm", "--model", help="lstm, xlstm or student."),
-    out: Path = typer.Option(..., "--out", help="Model file to write (weights; OUT.json holds the standardiser)."),
+    out: Path = typer.Option(..., "--out", help="Model file to write (weights; OUT.json holds the input transform)."),
     teacher: Optional[Path] = typer.Option(None, "--teacher", help="The teacher's model file (student only)."),
     epochs: int = typer.Option(40, "--epochs", min=1, help="Most epochs (early stopping on the validation loss)."),
     device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1 ..."),
 ) -> None:
     """Train one model on the training runs of a data file (split 60/20/20 by run)."""
-    spec = {"model": model, "epochs": epochs, "device": device, "seed": 0, "window": 32, "teacher": teacher}
+    spec = {"model": model, "epochs": epochs, "device": device, "seed": 0, "window": 64, "teacher": teacher}
     if model == "student" and teacher is None:
         _fail("--teacher is needed to train a student (it regresses the teacher's log-loss).")
     try:
-        standardiser, windows = _prepared(data, spec["window"], spec["seed"])
-        trained, history = _train(spec, standardiser, windows)
+        inputs, windows = _prepared(data, spec["window"], spec["seed"])
+        trained, history = _train(spec, windows)
         from reference.dqm.models import save_model
 
         save_model(out, trained)
-        sidecar = {"standardiser": standardiser.to_dict(), "window": spec["window"], "split_seed": spec["seed"],
+        sidecar = {"inputs": inputs.to_dict(), "window": spec["window"], "split_seed": spec["seed"],
                    "data": str(data), "teacher": None if teacher is None else str(teacher),
                    "history": history.to_dict()}
         if model != "student":
-            sidecar["feature_scale"] = _scale_of(trained, standardiser, windows)
+            sidecar["feature_scale"] = _scale_of(trained, windows)
         _sidecar(out).write_text(json.dumps(sidecar, indent=1))
     except _errors() as exc:
         _fail(str(exc))
@@ -197,14 +199,15 @@ def train(
 
 def _evaluation(model_path: Path, data: Path, device: str) -> dict:
     from reference.dqm import evaluate as ev
-    from reference.dqm.data import Standardiser
+    from reference.dqm.inputs import inputs_from_dict
     from reference.dqm.models import load_model
     from reference.dqm.train import predict
 
     meta = _read_sidecar(model_path)
-    standardiser = Standardiser.from_dict(meta["standardiser"])
-    _, windows = _prepared(data, meta["window"], meta["split_seed"])
-    x = {name: standardiser.transform(windows[name].x) for name in ("val", "test")}
+    inputs = inputs_from_dict(meta.get("inputs", meta.get("standardiser")))
+    _, prepared = _prepared(data, meta["window"], meta["split_seed"], inputs)
+    windows = {name: pair[0] for name, pair in prepared.items()}
+    x = {name: prepared[name][1] for name in ("val", "test")}
     if "feature_scale" in meta:
         model, scale = _teacher(model_path, device)
         scores = {name: _teacher_scores(model, scale, x[name]) for name in x}

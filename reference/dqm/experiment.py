@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from reference.dqm import evaluate
-from reference.dqm.data import DatasetConfig, GeneratorConfig, Standardiser, Windows, generate_dataset, make_windows, split_runs
+from reference.dqm.data import DatasetConfig, GeneratorConfig, Windows, generate_dataset, split_runs
+from reference.dqm.inputs import check_input_settings, fit_inputs
 from reference.dqm.io import write_runs
 from reference.dqm.macs import count_macs
 from reference.dqm.models import build_model, latency, save_model
@@ -32,7 +33,9 @@ class ExperimentConfig:
 
     runs: int = 150  #: proton–proton runs of 300–1000 LBs, split 60/20/20 by run
     heavy_ion_runs: int = 24  #: heavy-ion runs for the continual-learning step (0: skip it)
-    window: int = 32  #: LBs per window
+    #: LBs per window; 64 was chosen on the validation runs over 32, 48 and 96 (a longer window
+    #: holds the onset of more of the windows that overlap an HV-trip recovery)
+    window: int = 64
     train_stride: int = 2  #: LBs between training windows (test and validation use 1)
     severity: float = 1.0  #: anomaly severity (1.0 = the documented default sizes)
     seed: int = 0
@@ -42,9 +45,18 @@ class ExperimentConfig:
     train: TrainConfig = TrainConfig(epochs=30, patience=5)
     student_train: TrainConfig = TrainConfig(epochs=60, patience=8, max_windows=100000, weight_decay=1e-4)
     persistence: int = 3  #: consecutive windows for the persistent alarm
+    #: autoencoder inputs (``inputs.fit_inputs``): "run_reference" (luminosity-corrected, relative
+    #: to the median of the first ``reference_lb`` LBs of the run, plus the A-C differences
+    #: ``ac_differences``: "run", "global" or "none") or "global" (one standardisation over all
+    #: runs, the former inputs). "run" differences were chosen on the validation runs over
+    #: "global" ones, which a run change (new A/C asymmetry) sets off.
+    inputs: str = "run_reference"
+    reference_lb: int = 16
+    ac_differences: str = "run"
     latency_repeats: int = 200
     #: per model name, options for build_model; the student is a 1-D CNN over pairs of lumiblocks
-    #: (16,416 MACs per window, as many as the 512-32-1 MLP, but better at one-lumiblock bursts)
+    #: (16,416 MACs per window of 32 LBs and 16 features, as many as the 512-32-1 MLP, but better at
+    #: one-lumiblock bursts)
     model_options: dict = field(default_factory=lambda: {"student": {"arch": "cnn", "channels": 16, "kernel": 2}})
 
     def __post_init__(self):
@@ -52,6 +64,7 @@ class ExperimentConfig:
             raise ValueError(f"the experiment needs at least 5 runs (train, validation and test), not {self.runs}.")
         if not self.models:
             raise ValueError("the experiment needs at least one autoencoder model.")
+        check_input_settings(self.inputs, self.reference_lb, self.window)
 
 
 @dataclass
@@ -62,26 +75,25 @@ class _Split:
 
 @dataclass
 class _Data:
-    standardiser: Standardiser
+    inputs: object  #: the fitted input transform (``inputs.RunReferenceInputs`` or ``GlobalInputs``)
     train: _Split
     val: _Split
     test: _Split
 
 
-def _windows(runs, standardiser: Standardiser, window: int, stride: int) -> _Split:
-    w = make_windows(runs, length=window, stride=stride)
-    return _Split(w, standardiser.transform(w.x))
+def _windows(runs, inputs, window: int, stride: int) -> _Split:
+    return _Split(*inputs.windows(runs, window, stride))
 
 
 def prepare_data(config: ExperimentConfig, mode: str = "pp", n_runs: int | None = None) -> tuple[_Data, list]:
-    """Generate runs, split them by run, fit the standardiser on good training LBs, cut windows."""
+    """Generate runs, split them by run, fit the input transform on good training LBs, cut windows."""
     generator = GeneratorConfig(mode=mode)
     runs = generate_dataset(DatasetConfig(n_runs=n_runs or config.runs, severity=config.severity,
                                           seed=config.seed + (0 if mode == "pp" else 1000), generator=generator))
     train, val, test = split_runs(runs, seed=config.seed)
-    standardiser = Standardiser.fit_runs(train)
-    data = _Data(standardiser, _windows(train, standardiser, config.window, config.train_stride),
-                 _windows(val, standardiser, config.window, 1), _windows(test, standardiser, config.window, 1))
+    inputs = fit_inputs(train, config.inputs, config.reference_lb, config.ac_differences)
+    data = _Data(inputs, _windows(train, inputs, config.window, config.train_stride),
+                 _windows(val, inputs, config.window, 1), _windows(test, inputs, config.window, 1))
     return data, runs
 
 
@@ -120,7 +132,7 @@ def _cost(model, window: int, repeats: int) -> dict:
     would run it; batch 1024 on all threads)."""
     import torch  # pylint: disable=import-outside-toplevel
 
-    macs = count_macs(model, (1, window, 16))
+    macs = count_macs(model, (1, window, model.config.n_features))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -135,7 +147,7 @@ def _cost(model, window: int, repeats: int) -> dict:
 
 def train_teacher(name: str, data: _Data, config: ExperimentConfig, step: Step) -> tuple:
     """Train one autoencoder; returns (model, its result dict, its TeacherScores)."""
-    model = build_model(name, 16, config.window, **config.model_options.get(name, {}))
+    model = build_model(name, data.train.x.shape[-1], config.window, **config.model_options.get(name, {}))
     history = train_autoencoder(model, _good(data.train), _good(data.val), config.train,
                                 progress=lambda e, n, tr, va: step(f"{name}: epoch {e}/{n}, loss {tr:.4f} / {va:.4f}"))
     scored = TeacherScores.of(model, data)
@@ -156,7 +168,7 @@ def student_windows(teacher, scored: TeacherScores, data: _Data, config: Experim
     if config.student_runs > 0:
         extra = generate_dataset(DatasetConfig(n_runs=config.student_runs, severity=config.severity,
                                                seed=config.seed + 500))
-        split = _windows(extra, data.standardiser, config.window, config.train_stride)
+        split = _windows(extra, data.inputs, config.window, config.train_stride)
         x.append(split.x)
         labels.append(split.windows.label)
     x = np.concatenate(x)
@@ -167,7 +179,7 @@ def student_windows(teacher, scored: TeacherScores, data: _Data, config: Experim
 def train_distilled_student(teacher, scored: TeacherScores, data: _Data, config: ExperimentConfig,
                             step: Step) -> tuple:
     """Student regressing log(teacher score) (outlier exposure: the runs carry anomalies)."""
-    student = build_model("student", 16, config.window, **config.model_options.get("student", {}))
+    student = build_model("student", data.train.x.shape[-1], config.window, **config.model_options.get("student", {}))
     targets = {split: log_loss(score) for split, score in scored.worst().items()}
     train_x, train_y, _ = student_windows(teacher, scored, data, config)
     history = train_student(student, (train_x, train_y), (data.val.x, targets["val"]), config.student_train,
@@ -180,7 +192,7 @@ def train_distilled_student(teacher, scored: TeacherScores, data: _Data, config:
 
 def continual(model, name: str, pp: _Data, config: ExperimentConfig, step: Step) -> dict:
     """Fine-tune a pp-trained autoencoder on heavy-ion good windows; the pp AUC it loses is the
-    catastrophic forgetting. Heavy-ion windows use their own standardiser."""
+    catastrophic forgetting. Heavy-ion windows use their own input transform."""
     hi, _ = prepare_data(config, mode="heavy_ion", n_runs=config.heavy_ion_runs)
     before = _score_report(TeacherScores.of(model, pp).worst(), pp, config.persistence)
     tuned = copy.deepcopy(model)
@@ -245,13 +257,13 @@ def _config_dict(config: ExperimentConfig) -> dict:
 
 
 def run_experiment(config: ExperimentConfig, out: Path, step: Step = lambda message: None) -> dict:
-    """Run everything and write ``results.json``, model weights, the standardiser, the runs
+    """Run everything and write ``results.json``, model weights, the input transform, the runs
     (HDF5) and the plots into ``out``; returns the results."""
     out.mkdir(parents=True, exist_ok=True)
     step("generating runs")
     data, runs = prepare_data(config)
     write_runs(out / "runs.h5", runs)
-    (out / "standardiser.json").write_text(json.dumps(data.standardiser.to_dict(), indent=1))
+    (out / "inputs.json").write_text(json.dumps(data.inputs.to_dict(), indent=1))
     results, curves, scores, models = {}, {}, {}, {}
     for name in config.models:
         model, results[name], scored = train_teacher(name, data, config, step)

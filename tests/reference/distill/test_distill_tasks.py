@@ -27,7 +27,7 @@ def test_every_task_builds_with_disjoint_finite_splits(tasks):
         assert tuple(task.teacher_input(task.splits["test"].x[:3]).shape) == (3,) + tuple(task.teacher_input_shape[1:])
     assert tasks["digits"].n_features == 64 and tasks["digits"].n_outputs == 10
     assert tasks["seeds"].n_features == len(SEED_FEATURES) and tasks["seeds"].n_outputs == 2
-    assert tasks["dqm"].teacher_input_shape[1:] == (16, 16)  # quick DQM: windows of 16 lumiblocks
+    assert tasks["dqm"].teacher_input_shape[1:] == (16, 24)  # quick DQM: 16 lumiblocks x (16 features + 8 A-C differences)
 
 
 def test_teachers_beat_chance_and_targets_are_complete(tasks):
