@@ -20,6 +20,7 @@ from reference.tracking.estimation import EstimationConfig, TrackParameters, est
 from reference.tracking.event import Event
 from reference.tracking.extension import ExtensionConfig, extend_tracks_inward
 from reference.tracking.geometry import Detector
+from reference.tracking.overlaps import OverlapConfig, add_overlap_measurements
 from reference.tracking.seeding import Seeds, SeedingConfig, find_seeds
 from reference.tracking.spacepoints import (Measurements, Spacepoints, form_spacepoints, measurements_from_clusters,
                                             measurements_from_hits)
@@ -45,10 +46,11 @@ class LowPtIteration:
 class ChainConfig:
     """Configuration of the whole chain.
 
-    ``low_pt`` adds a second, low-pT iteration and ``extension`` extends the tracks inwards
-    (:mod:`reference.tracking.extension`). Both are off in this single-pass configuration,
-    which the GPU chain reproduces stage by stage; :data:`CPU_CHAIN` (the CPU default of
-    ``hepaudit reconstruct``) turns both on.
+    ``low_pt`` adds a second, low-pT iteration, ``extension`` extends the tracks inwards
+    (:mod:`reference.tracking.extension`) and ``overlaps`` adds, as the last step, second
+    measurements on overlapping modules of the same layer (:mod:`reference.tracking.overlaps`).
+    All three are off in this single-pass configuration, which the GPU chain reproduces stage
+    by stage; :data:`CPU_CHAIN` (the CPU default of ``hepaudit reconstruct``) turns them on.
     """
 
     seeding: SeedingConfig = SeedingConfig()
@@ -57,11 +59,13 @@ class ChainConfig:
     ambiguity: AmbiguityConfig = AmbiguityConfig()
     low_pt: LowPtIteration | None = None
     extension: ExtensionConfig | None = None
+    overlaps: OverlapConfig | None = None
 
 
-CPU_CHAIN = ChainConfig(low_pt=LowPtIteration(), extension=ExtensionConfig())
-"""Default CPU chain: both iterations and the inward extension (TrackML score 0.74 instead of
-0.41 at pile-up 200, about 1.9 s instead of 0.9 s per event on one core)."""
+CPU_CHAIN = ChainConfig(low_pt=LowPtIteration(), extension=ExtensionConfig(), overlaps=OverlapConfig())
+"""Default CPU chain: both iterations, the inward extension and the overlap pick-up (TrackML
+score 0.75 instead of 0.41 at pile-up 200, about 1.9 s instead of 0.9 s per event on one
+core; the overlap pick-up adds 0.0035 to the score for 0.035 s)."""
 
 
 class _Clock:
@@ -177,6 +181,10 @@ def reconstruct_event(event: Event, detector: Detector | None = None, config: Ch
                  "ckf_window_overflow": tracks_all.stats.get("window_overflow", 0)})
     if config.low_pt is not None:
         tracks_all, tracks = _low_pt_iteration(config, meas, sp, grid, params, tracks_all, tracks, clock, info)
+    if config.overlaps is not None:
+        clock.reset()
+        tracks = add_overlap_measurements(tracks, meas, config.overlaps)
+        clock.stop("overlaps")
     timings["total"] = sum(timings.values())
     cpu["total"] = sum(cpu.values())
     info.update({"tracks_before_ambiguity": len(tracks_all), "tracks": len(tracks)})
