@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from reference.tracking.buckets import bucket_order
+
 
 @dataclass(frozen=True)
 class Clusters:
@@ -39,18 +41,7 @@ class Clusters:
 def sort_cells(module, ch0, ch1, n_modules):
     """Order of cells by (module, ch1, ch0): counting sort on module, then a sort inside each
     module (insertion sort for small modules, quicksort otherwise)."""
-    n = module.shape[0]
-    counts = np.zeros(n_modules + 1, np.int64)
-    for i in range(n):
-        counts[module[i] + 1] += 1
-    for m in range(n_modules):
-        counts[m + 1] += counts[m]
-    order = np.empty(n, np.int64)
-    fill = counts[:-1].copy()
-    for i in range(n):
-        m = module[i]
-        order[fill[m]] = i
-        fill[m] += 1
+    order, counts = bucket_order(module, n_modules)
     for m in range(n_modules):
         a = counts[m]
         b = counts[m + 1]

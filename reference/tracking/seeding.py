@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from reference.tracking.buckets import bucket_order
 from reference.tracking.helix import C_LIGHT
 from reference.tracking.spacepoints import Spacepoints
 
@@ -447,17 +448,7 @@ def _grid_order(cell, r, n_cells):
     """Permutation ordering points by (cell, radius), stable as numpy's lexsort((r, cell)):
     counting sort by cell, then by radius inside each cell; and the first point of every cell
     (n_cells + 1 entries)."""
-    n = cell.shape[0]
-    start = np.zeros(n_cells + 1, np.int64)
-    for i in range(n):
-        start[cell[i] + 1] += 1
-    for j in range(n_cells):
-        start[j + 1] += start[j]
-    fill = start[:-1].copy()
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        order[fill[cell[i]]] = i
-        fill[cell[i]] += 1
+    order, start = bucket_order(cell, n_cells)
     for j in range(n_cells):
         a = start[j]
         e = start[j + 1]
