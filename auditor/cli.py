@@ -213,19 +213,14 @@ absent device), 1 some work units failed, 130 interrupted (what was measured is 
 
 
 def _parse_params(values: list[str] | None) -> dict[str, object]:
+    from auditor.sweep import parse_value
+
     parsed: dict[str, object] = {}
     for item in values or ():
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UserError(f"--param {item!r} must look like KEY=VALUE.")
-        for convert in (int, float):
-            try:
-                parsed[key] = convert(raw)
-                break
-            except ValueError:
-                continue
-        else:
-            parsed[key] = raw
+        parsed[key] = parse_value(raw)
     return parsed
 
 

@@ -18,21 +18,18 @@ from auditor.errors import UserError
 
 
 def parse_value(raw: str) -> Any:
-    """'20' -> 20, '0.5' -> 0.5, 'true' -> True, anything else stays text."""
-    lowered = raw.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
+    """'20' -> 20, '0.5' -> 0.5, anything else stays text (as ``--param`` values)."""
     for kind in (int, float):
         try:
             return kind(raw)
         except ValueError:
             continue
-    return raw.strip()
+    return raw
 
 
 def _grid_item(item: str) -> tuple[str, list[Any]]:
     name, sep, values = item.partition("=")
-    parts = [v for v in values.split(",") if v.strip()]
+    parts = [v.strip() for v in values.split(",") if v.strip()]
     if not sep or not name.strip() or not parts:
         raise UserError(f"--grid takes NAME=V1,V2,..., not {item!r}.")
     parsed = [parse_value(v) for v in parts]
