@@ -474,7 +474,7 @@ def _insertion_sort_by(order, a, e, key):
 @njit(cache=True)
 def _find_seeds(x, y, z, r, var_r, var_z, bin_start, c):
     # spacepoints in grid order (phi-z cell, then radius; bin_start: first one of every cell);
-    # c: float parameter vector (see _parameter_vector)
+    # c: float parameter vector (see cut_vector)
     (delta_r_min, delta_r_max, cot_max, coll_min, coll_max, dz_max, impact_max, sigma_sc, max_pt_sc,
      highland, pt_per_hr, min_hd2, pt2_per_r, scatter_angle2, d_inv_hd, impact_wf, compat_w,
      filt_dr_min, compat_limit, good_b_r, good_b_w, good_t_r, good_t_w, good_b_min_w, seed_min_w,
@@ -690,7 +690,7 @@ def _find_seeds(x, y, z, r, var_r, var_z, bin_start, c):
     return out_b[:ns], out_m[:ns], out_t[:ns], out_w[:ns], out_z[:ns], stats
 
 
-def _parameter_vector(config: SeedingConfig, n_phi: int, n_z: int) -> np.ndarray:
+def cut_vector(config: SeedingConfig, n_phi: int, n_z: int) -> np.ndarray:
     """Cuts and derived constants of _find_seeds, then the grid's n_phi, n_z, z_min, z bin."""
     cfg = config
     pt_per_hr = C_LIGHT * cfg.bz_tesla
@@ -705,6 +705,11 @@ def _parameter_vector(config: SeedingConfig, n_phi: int, n_z: int) -> np.ndarray
         _Z_BIN_MM], dtype=np.float64)
 
 
+def grid_shape(config: SeedingConfig) -> tuple[int, int]:
+    """(n_phi, n_z): phi bins and z bins of _Z_BIN_MM over the collision region's z range."""
+    return config.phi_bin_count(), max(1, int(math.ceil((config.z_max_mm - config.z_min_mm) / _Z_BIN_MM)))
+
+
 def _grid(sp: Spacepoints, config: SeedingConfig) -> tuple:
     """Spacepoints of the seeding region in grid order (phi-z cell, then radius, as
     np.lexsort((r, cell))): their indices into ``sp``, the columns x, y, z, r, var_r, var_z
@@ -712,8 +717,7 @@ def _grid(sp: Spacepoints, config: SeedingConfig) -> tuple:
     r_all = np.hypot(sp.x, sp.y)
     sel = np.nonzero((r_all <= config.r_max_mm) & (sp.z >= config.z_min_mm) & (sp.z <= config.z_max_mm)
                      & np.isfinite(r_all))[0]
-    n_phi = config.phi_bin_count()
-    n_z = max(1, int(math.ceil((config.z_max_mm - config.z_min_mm) / _Z_BIN_MM)))
+    n_phi, n_z = grid_shape(config)
     phi = np.arctan2(sp.y[sel], sp.x[sel])
     ip = np.clip(((phi + np.pi) / (2 * np.pi / n_phi)).astype(np.int64), 0, n_phi - 1)
     iz = np.clip(((sp.z[sel] - config.z_min_mm) / _Z_BIN_MM).astype(np.int64), 0, n_z - 1)
@@ -727,7 +731,7 @@ def _grid(sp: Spacepoints, config: SeedingConfig) -> tuple:
 def find_seeds(sp: Spacepoints, config: SeedingConfig = SeedingConfig()) -> Seeds:
     """Find triplet seeds among the spacepoints; returns indices into ``sp``."""
     idx, columns, bin_start, (n_phi, n_z) = _grid(sp, config)
-    b, m, t, w, zv, stats = _find_seeds(*columns, bin_start, _parameter_vector(config, n_phi, n_z))
+    b, m, t, w, zv, stats = _find_seeds(*columns, bin_start, cut_vector(config, n_phi, n_z))
     counters = {"doublet_candidates": int(stats[0]), "bottom_doublets": int(stats[1]), "top_doublets": int(stats[2]),
                 "triplet_tests": int(stats[3]), "middles": len(idx)}
     return Seeds(idx[b], idx[m], idx[t], w, zv, counters)

@@ -50,9 +50,9 @@ from numba import cuda  # kernels must name numba.cuda as a module global (the s
 
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.gpu import backend
-from reference.tracking.helix import C_LIGHT
-from reference.tracking.seeding import (Seeds, SeedingConfig, distance_range, doublet_compatible,
-                                        doublet_helix_compatible, lin_circle, lower_bound, triplet_compatible)
+from reference.tracking.seeding import (Seeds, SeedingConfig, cut_vector, distance_range, doublet_compatible,
+                                        doublet_helix_compatible, grid_shape, lin_circle, lower_bound,
+                                        triplet_compatible)
 from reference.tracking.spacepoints import Spacepoints
 
 _MAX_DOUBLETS = 2048  # doublets per middle and side (MAXD of the CPU)
@@ -60,7 +60,6 @@ _TOP_CHUNK = 8  # tops in a bottom's window gathered before the triplet tests (l
 _TRIPLET_SLOTS = 2  # triplets per bottom doublet kept by the count kernel (the fill copies them)
 _DOUBLET_SLOTS = 64  # doublets per (middle, side, phi neighbour) kept by the count kernel
 _COMPAT_CAPACITY = 16  # distinct compatible top radii remembered by the seed filter (as the CPU)
-_Z_BIN_MM = 50.0  # z bin of the grid (as the CPU)
 
 # positions in the parameter vector ``c`` (the CPU's, then the grid's and the region's)
 (_DR_MIN, _DR_MAX, _COT_MAX, _COLL_MIN, _COLL_MAX, _DZ_MAX, _IMPACT_MAX, _SIGMA_SC, _MAX_PT_SC, _HIGHLAND,
@@ -118,26 +117,13 @@ def _check_config(config: SeedingConfig) -> None:
         raise TrackingInputError(f"compat_seed_limit must lie in [0, {_COMPAT_CAPACITY}] on the GPU.")
 
 
-def _grid_shape(config: SeedingConfig) -> tuple[int, int]:
-    return config.phi_bin_count(), max(1, int(math.ceil((config.z_max_mm - config.z_min_mm) / _Z_BIN_MM)))
-
-
 def parameter_vector(config: SeedingConfig) -> np.ndarray:
     """The CPU's seeding parameter vector followed by the grid's (n_phi, n_z, z_lo, z_bin), the
     region's r_max and z_max, and slots for the smallest radius and the negated largest radius of
     the region's spacepoints (set on the device)."""
-    cfg = config
-    pt_per_hr = C_LIGHT * cfg.bz_tesla
-    n_phi, n_z = _grid_shape(cfg)
-    return np.array([
-        cfg.delta_r_min_mm, cfg.delta_r_max_mm, cfg.cot_theta_max, cfg.collision_min_mm, cfg.collision_max_mm,
-        cfg.delta_z_max_mm, cfg.impact_max_mm, cfg.sigma_scattering, cfg.max_pt_scattering_gev,
-        cfg.highland_gev, pt_per_hr, (2 * cfg.min_helix_radius_mm) ** 2, (cfg.highland_gev / pt_per_hr) ** 2,
-        (cfg.highland_gev / cfg.min_pt_gev) ** 2, cfg.delta_inv_helix_diameter_per_mm, cfg.impact_weight_factor,
-        cfg.compat_seed_weight, cfg.filter_delta_r_min_mm, cfg.compat_seed_limit, cfg.good_spb_min_radius_mm,
-        cfg.good_spb_weight, cfg.good_spt_max_radius_mm, cfg.good_spt_weight, cfg.good_spb_min_weight,
-        cfg.seed_min_weight, cfg.spb_min_radius_mm, cfg.max_seeds_per_middle, n_phi, n_z, cfg.z_min_mm,
-        _Z_BIN_MM, cfg.r_max_mm, cfg.z_max_mm, np.inf, np.inf], dtype=np.float64)
+    n_phi, n_z = grid_shape(config)
+    return np.concatenate([cut_vector(config, n_phi, n_z),
+                           np.array([config.r_max_mm, config.z_max_mm, np.inf, np.inf], dtype=np.float64)])
 
 
 # ---------------------------------------------------------------- device helpers: grid
@@ -775,7 +761,7 @@ def build_grid(sp: Spacepoints, config: SeedingConfig, dtype: str) -> tuple[Poin
     xp = backend.xp()
     real = _real(dtype)
     n = len(sp.x)
-    n_phi, n_z = _grid_shape(config)
+    n_phi, n_z = grid_shape(config)
     binned = Binned(xp.empty((6, n), real), xp.empty((2, n), real), xp.empty(n, xp.int64), xp.empty(n, xp.float64))
     raw = RawPoints(*(xp.asarray(a) for a in (sp.x, sp.y, sp.z, sp.var_r, sp.var_z)))
     c = _device_parameters(config, dtype).copy()
