@@ -20,13 +20,11 @@ sized for the cluster's worker count, so the report is the same as a local run's
 
 from __future__ import annotations
 
-import gc
 import os
 import resource
 import socket
 import threading
 from concurrent.futures import Executor, Future
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -44,27 +42,10 @@ _TASK_LOCK = threading.Lock()
 def run_audit_on_cluster(paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None,
                          progress: Callable | None = None) -> dict[str, Any]:
     """:func:`auditor.static.engine.run_audit` with the analysis on the Dask cluster of
-    ``config.scheduler``; a local cluster it starts is closed at the end."""
-    connection.require_distributed()  # one sentence, not an ImportError, when Dask is absent
-    import dask
-
-    no_profiler = {"distributed.worker.profile.enabled": False}  # read by the local workers started here
-    with dask.config.set(no_profiler), ExitStack() as stack:
-        client = _connect(stack, config.scheduler)
+    ``config.scheduler``; a local cluster it starts (without Dask's profiler in its workers, see
+    :func:`auditor.cluster.client.open_client`) is closed at the end."""
+    with connection.open_client(config.scheduler) as client:
         return audit_with_client(client, paths, config, cache_dir, progress)
-
-
-def _connect(stack: ExitStack, address: str) -> Any:
-    """``open_client(address)`` entered on ``stack``. When it fails, the half-made
-    ``distributed.Client`` that its error still references is collected before the error goes on:
-    left to interpreter exit, its ``__del__`` waits 40 s for a stopped event loop and prints a
-    traceback."""
-    try:
-        return stack.enter_context(connection.open_client(address))
-    except UserError as exc:
-        problem = str(exc)
-    gc.collect()
-    raise UserError(problem)
 
 
 def audit_with_client(client: Any, paths: Sequence[Path], config: AuditConfig, cache_dir: Path | None,

@@ -52,13 +52,9 @@ def add_chain_results(report: dict[str, Any], job: JobOutcome, cluster: Mapping[
         result["node"] = {"cpu": description["cpu"], "gpu": description.get("gpu")}
         report["chains"].append(finish_chain(loaded[name], result, files, placement))
     report["cluster"] = cluster_section(job, cluster, flags)
-    report["cluster"]["mixed_pool"] = mixed_pools(report["chains"], loaded, placement_threshold(report))
+    report["cluster"]["mixed_pool"] = mixed_pools(report["chains"], loaded, report["options"]["min_agreement"])
     report["interrupted"] = job.interrupted or any(c["interrupted"] for c in report["chains"])
     return loaded
-
-
-def placement_threshold(report: Mapping[str, Any]) -> float:
-    return report["options"]["min_agreement"]
 
 
 def mixed_pools(chains: list[dict[str, Any]], loaded: Mapping[str, Any], min_agreement: float) -> list[dict[str, Any]]:
