@@ -132,11 +132,17 @@ def main() -> int:
     parser.add_argument("--agreement-events", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--agreement-only", action="store_true",
+                        help="Only the float64 agreement of clusters and spacepoints (no timing).")
     args = parser.parse_args()
     if not backend.device_present():
         print("This benchmark needs a CUDA GPU with CuPy (and NUMBA_ENABLE_CUDASIM unset).", file=sys.stderr)
         return 2
     detector, events = _simulate(args.pileup, args.events, args.seed)
+    if args.agreement_only:
+        print(json.dumps({"pileup": args.pileup, "events": len(events),
+                          "float64_agreement": float64_agreement(detector, events)}, indent=1))
+        return 0
     result = {"benchmark": "tracking_gpu_throughput", "command": " ".join(sys.argv), "pileup": args.pileup,
               "events": args.events, "device": str(backend.cuda().get_current_device().name),
               "gpu": gpu_rates(detector, events, [int(s) for s in args.streams.split(",")], args.repeats),

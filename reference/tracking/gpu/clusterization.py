@@ -152,25 +152,24 @@ class Identity:
 
 
 # ----------------------------------------------------------------------------------------------
-# Scalar helpers (numba-compiled; callable from the CPU and from numba.cuda kernels)
+# Scalar helpers
 
 
-@njit(inline="always")
-def cell_v(ch1, pitch_v, hv):
-    """Local v (mm) of the centre of channel row ``ch1``."""
-    return (ch1 + 0.5) * pitch_v - hv
+def _plain_mul(a, b):
+    return a * b
 
 
-@njit(inline="always")
-def half_width_u(v, minhu, maxhu, hv):
-    """Half width (mm) of a trapezoid module at local v."""
-    return (minhu * (hv + v) + maxhu * (hv - v)) / (2.0 * hv)
+def _rounded_mul():
+    """A float64 product rounded on its own, for the cell centres. NVVM contracts a product and
+    the add that follows it into one fused multiply-add (a single rounding); the CPU chain rounds
+    the product first. The difference is below 1e-16 mm, but where the CPU's centre is exactly 0
+    (a cell on a module's centre line) the GPU's was not, and a relative comparison cannot match
+    0 against 1e-16. libdevice's dmul_rn is never contracted; the simulator rounds as the CPU."""
+    if backend.simulated():
+        return _plain_mul
+    from numba.cuda import libdevice  # pylint: disable=import-outside-toplevel
 
-
-@njit(inline="always")
-def cell_u(ch0, pitch_u, hu):
-    """Local u (mm) of the centre of channel ``ch0`` where the module half width is ``hu``."""
-    return (ch0 + 0.5) * pitch_u - hu
+    return libdevice.dmul_rn
 
 
 @njit(inline="always")
@@ -358,17 +357,19 @@ def _dev_neighbour_scan():
 @lru_cache(maxsize=None)
 def _dev_centre():
     backend.cuda()
+    mul = _rounded_mul()
 
     @cuda.jit(device=True)
     def centre(wi, wf, key):
-        """Local (u, v) of the centre of the cell with sort key ``key``."""
+        """Local (u, v) of the centre of the cell with sort key ``key``, with the CPU chain's
+        arithmetic: v = (ch1 + 1/2) pitch_v - h_v, the trapezoid's half width at v, then u."""
         m = key >> wi[_SH_MOD]
         ch1 = (key >> wi[_SH_CH1]) & wi[_MASK_CH1]
         ch0 = (key >> wi[_SH_CH0]) & wi[_MASK_CH0]
         hv = wf[wi[_F_HV] + m]
-        v = cell_v(ch1, wf[wi[_F_PV] + m], hv)
-        hu = half_width_u(v, wf[wi[_F_MINHU] + m], wf[wi[_F_MAXHU] + m], hv)
-        return cell_u(ch0, wf[wi[_F_PU] + m], hu), v
+        v = mul(ch1 + 0.5, wf[wi[_F_PV] + m]) - hv
+        hu = (mul(wf[wi[_F_MINHU] + m], hv + v) + mul(wf[wi[_F_MAXHU] + m], hv - v)) / (2.0 * hv)
+        return mul(ch0 + 0.5, wf[wi[_F_PU] + m]) - hu, v
 
     return centre
 
