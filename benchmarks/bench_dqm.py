@@ -87,13 +87,18 @@ def student_lines(results: dict) -> list[str]:
     agreement = results["student"]["agreement"]
     teacher = results["student"]["teacher"]
     t_cost, s_cost = results[teacher]["cost"], results["student"]["cost"]
-    speed = t_cost["cpu_latency_batch1_1thread"]["median_s"] / s_cost["cpu_latency_batch1_1thread"]["median_s"]
+    teacher_s = t_cost["cpu_latency_batch1_1thread"]["median_s"]
+    speed = f"{teacher_s / s_cost['cpu_latency_batch1_1thread']['median_s']:.1f}x faster at batch 1 on one CPU thread (torch)"
+    if "cpu_latency_batch1_kernel" in s_cost:
+        kernel = s_cost["cpu_latency_batch1_kernel"]["median_s"]
+        speed += f", {teacher_s / kernel:.1f}x through its compiled kernel ({kernel * 1e6:.1f} us)"
     macs = t_cost["macs_per_window"]["total_macs"] / s_cost["macs_per_window"]["total_macs"]
     deltas = ", ".join(f"{k} {v:+.4f}" for k, v in agreement["delta_auc"].items() if v is not None)
     return [f"Student vs {teacher} teacher (targets: correlation >= 0.95, AUC drop <= 0.01 per type, >= 50x fewer "
             f"MACs, >= 10x faster batch-1 CPU): Pearson {agreement['pearson']:.4f}, Spearman "
             f"{agreement['spearman']:.4f}, EMD {agreement['emd']:.4f}; AUC change {deltas}; {macs:.0f}x fewer MACs; "
-            f"{speed:.1f}x faster at batch 1 on one CPU thread."]
+            f"{speed}; benign-control windows above threshold "
+            f"{_pct(results['student']['evaluation']['at_threshold']['benign_all'])}."]
 
 
 def continual_lines(results: dict) -> list[str]:

@@ -1,11 +1,14 @@
 """The DQM chain as ``hepaudit run`` sees it, registered through the public ``auditor`` API.
 
-Stages: ``generation`` (synthetic runs -> standardised windows, numpy on the host), then on CPU
-and GPU (torch devices): ``training_step`` (one Adam step of the LSTM teacher on the windows),
+Stages: ``generation`` (synthetic runs -> windows of the DQM experiment's inputs: 64 lumiblocks,
+relative to each run's reference with the A-C differences, numpy on the host), then on CPU and GPU
+(torch devices): ``training_step`` (one Adam step of the LSTM teacher on the windows),
 ``teacher_inference`` (LSTM window losses), ``xlstm_inference`` (xLSTM window losses) and
-``student_inference`` (the student's predicted log-loss). Models start from fixed-seed weights
-(what a stage costs does not depend on the values of its weights). Device outputs are compared
-window by window at traccc's relative tolerances.
+``student_inference`` (the "stats" student's predicted log-loss); on the CPU only
+``student_kernel`` (the same student through its compiled kernel, ``fastinfer``). Models have the
+DQM experiment's shapes and start from fixed-seed weights (what a stage costs does not depend on
+the values of its weights). Device outputs are compared window by window at traccc's relative
+tolerances.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from auditor import Agreement, Chain
 
 TOLERANCES = {"0.01%": 1e-4, "0.1%": 1e-3, "1%": 1e-2, "5%": 5e-2}
+WINDOW = 64  #: lumiblocks per window, as the DQM experiment
 
 
 def make_events(parameters):
@@ -28,26 +32,32 @@ def make_events(parameters):
 
 
 def generation(seed):
-    """Runs -> windows of 32 LBs, standardised on their good LBs, at most ``windows`` of them."""
-    from reference.dqm.data import DatasetConfig, Standardiser, generate_dataset, make_windows
+    """Runs -> windows of WINDOW LBs of the experiment's inputs (fitted on the runs' good LBs), at
+    most ``windows`` of them."""
+    from reference.dqm.data import DatasetConfig, generate_dataset
+    from reference.dqm.experiment import ExperimentConfig
+    from reference.dqm.inputs import fit_inputs
 
     runs = generate_dataset(DatasetConfig(n_runs=int(seed[1]), seed=int(seed[0])))
-    windows = make_windows(runs, length=32)
-    standardiser = Standardiser.fit_runs(runs)
-    pick = np.random.default_rng(int(seed[0])).permutation(len(windows))[:int(seed[2])]
-    return np.ascontiguousarray(standardiser.transform(windows.x[np.sort(pick)]))
+    config = ExperimentConfig()
+    _, x = fit_inputs(runs, config.inputs, config.reference_lb, config.ac_differences).windows(runs, WINDOW, 1)
+    pick = np.random.default_rng(int(seed[0])).permutation(len(x))[:int(seed[2])]
+    return np.ascontiguousarray(x[np.sort(pick)])
 
 
 @lru_cache(maxsize=None)
-def _model(name: str, device: str):
-    """The named model on ``device`` with fixed-seed initial weights (cost does not depend on
-    the weights' values; trained weights come from ``hepaudit dqm experiment``)."""
+def _model(name: str, device: str, n_features: int):
+    """The named model on ``device`` with the experiment's options and fixed-seed initial weights
+    (cost does not depend on the weights' values; trained weights come from ``hepaudit dqm
+    experiment``)."""
     import torch
 
+    from reference.dqm.experiment import ExperimentConfig
     from reference.dqm.models import build_model
 
     torch.manual_seed(0)
-    return build_model(name, 16, 32).to(device).eval()
+    options = ExperimentConfig().model_options.get(name, {})
+    return build_model(name, n_features, WINDOW, **options).to(device).eval()
 
 
 def _as_tensor(windows):
@@ -66,7 +76,7 @@ def _inference(name: str, windows):
     from reference.dqm.models import window_loss
 
     x = _as_tensor(windows)
-    model = _model(name, _device_of(windows))
+    model = _model(name, _device_of(windows), int(x.shape[-1]))
     with torch.inference_mode():
         return model(x) if name == "student" else window_loss(model, x)
 
@@ -83,6 +93,14 @@ def student_inference(windows):
     return _inference("student", windows)
 
 
+def student_kernel(windows):
+    """The student's predicted log-loss through its compiled CPU kernel (``fastinfer``)."""
+    from reference.dqm.fastinfer import compile_student
+
+    x = np.asarray(windows, dtype=np.float32)
+    return compile_student(_model("student", "cpu", int(x.shape[-1])))(x)
+
+
 def training_step(windows):
     """One Adam step of the LSTM teacher from its starting weights on all the windows; returns
     the loss before the step and the gradient norm (the same numbers on every device)."""
@@ -90,7 +108,7 @@ def training_step(windows):
 
     from reference.dqm.models import window_loss
 
-    model = copy.deepcopy(_model("lstm", _device_of(windows))).train()
+    model = copy.deepcopy(_model("lstm", _device_of(windows), int(windows.shape[-1]))).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss = window_loss(model, _as_tensor(windows)).mean()
     optimiser.zero_grad()
@@ -138,5 +156,6 @@ def build_chain() -> Chain:
         chain.add_stage(name, function, inputs=["windows"], outputs=[output])
         chain.add_stage(name, function, device="gpu", backend="torch")
         chain.comparator(name)(_compare(output))
+    chain.add_stage("student_kernel", student_kernel, inputs=["windows"], outputs=["student_kernel_score"])
     return chain
 

@@ -140,12 +140,14 @@ def _teacher_targets(teacher: Path, x_by_split: dict, device: str) -> dict:
 def _train(spec: dict, windows: dict):
     """Build and train the model described by ``spec`` on {split: (windows, inputs)}; returns
     (model, history)."""
+    from reference.dqm.experiment import ExperimentConfig
     from reference.dqm.models import build_model
     from reference.dqm.train import TrainConfig, train_autoencoder, train_student
 
     config = TrainConfig(epochs=spec["epochs"], device=spec["device"], seed=spec["seed"])
     x = {name: pair[1] for name, pair in windows.items() if name != "test"}
-    model = build_model(spec["model"], x["train"].shape[-1], spec["window"])
+    options = ExperimentConfig().model_options.get(spec["model"], {})  # the experiment's student ("stats")
+    model = build_model(spec["model"], x["train"].shape[-1], spec["window"], **options)
     progress, advance = _progress_bar(f"training {spec['model']}", spec["epochs"])
     with progress:
         if spec["model"] == "student":

@@ -166,7 +166,9 @@ class AnomalyConfig:
       an endcap with probability burst_endcap_probability, both sides with
       burst_both_sides_probability (the second side at a fraction burst_other_side_fraction).
     hv_trip: step trip_step_sigma on (q_mean, q_std, tau_mean, tau_std) of one partition,
-      recovering as exp(-t / (recovery / 3)) over trip_recovery_lb LBs.
+      recovering as exp(-t / (recovery / 3)) over trip_recovery_lb LBs. The labels cover the LBs
+      where the largest shift is still at least trip_visible_sigma (at least the first LB): the
+      rest of the recovery is injected but, lying within the noise, is good data.
     desync: +desync_tau_mean_sigma on mean-tau and +desync_tau_std_sigma on std-tau of one
       partition; frozen (all four features of the partition constant) with
       desync_frozen_probability; until the end of the run unless a length is given.
@@ -189,6 +191,7 @@ class AnomalyConfig:
     burst_other_side_fraction: tuple = (0.3, 1.0)
     trip_step_sigma: tuple = (-6.0, 4.0, 5.0, 4.0)
     trip_recovery_lb: tuple = (10, 20)
+    trip_visible_sigma: float = 1.0
     desync_tau_mean_sigma: float = 6.0
     desync_tau_std_sigma: float = 3.0
     desync_frozen_probability: float = 0.25
@@ -525,9 +528,10 @@ def _hv_trip(work: _Work) -> tuple:
     start, stop = work.spec.start, work.stop(recovery_lb)
     decay = np.exp(-np.arange(stop - start) / (recovery_lb / 3.0))
     cols = partition_columns(partition)
-    step = work.spec.severity * np.asarray(work.shapes.trip_step_sigma) * work.run.noise_sigma[cols]
-    work.values[start:stop, cols] += np.outer(decay, step)
-    return stop, partition
+    step_sigma = work.spec.severity * np.asarray(work.shapes.trip_step_sigma)
+    work.values[start:stop, cols] += np.outer(decay, step_sigma * work.run.noise_sigma[cols])
+    visible = int(np.count_nonzero(decay * np.abs(step_sigma).max() >= work.shapes.trip_visible_sigma))
+    return start + max(visible, 1), partition
 
 
 def _desync(work: _Work) -> tuple:

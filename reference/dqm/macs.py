@@ -8,6 +8,9 @@ Biases, norms, activations, gating products and other element-wise operations co
 Per-layer formulas (B batch, T time steps):
 
 * Linear: positions x in x out; Conv1d: B x out_channels x out_length x in_channels/groups x k.
+* The student's window statistics: their two sums of squares (of the values and of the
+  deviations from the window mean), dot products of a series with itself: 2 x B x T x F.
+  The maxima over channels are comparisons and count 0.
 * nn.LSTM: B x T x 4H x (I_l + H) per layer and direction (I_l = H x directions above layer 0).
 * sLSTM cell: B x T x heads x head x 4 head for the block-diagonal recurrent matmul R h_{t-1}
   (its input projections are Linear rows of their own).
@@ -29,11 +32,13 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from reference.dqm.models import ChannelMaxima, WindowStatistics
 from reference.dqm.xlstm import DQMModelError, HeadNorm, MLSTMBlock, MLSTMCell, SLSTMCell
 
 CONVENTION = ("multiply-accumulates of matmul-like operations only (Linear, Conv1d, LSTM/sLSTM gate matmuls, "
-              "mLSTM activation products), as torch FlopCounterMode counts them (FLOPs = 2 x MACs); "
-              "biases, norms and element-wise operations count 0")
+              "mLSTM activation products), as torch FlopCounterMode counts them (FLOPs = 2 x MACs), plus the "
+              "two sums of squares of the student's window statistics (2 x T x F); biases, norms and other "
+              "element-wise operations count 0")
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,11 @@ def _mlstm(module: MLSTMCell, call: _Call):
     return f"mlstm-{form}", mlstm_macs(module, call.output.shape[0], call.output.shape[1], form)
 
 
+def _window_statistics(module, call: _Call):
+    batch, steps, features = call.args[0].shape
+    return "window-statistics", 2 * batch * steps * features
+
+
 def _zero(kind):
     return lambda module, call: (kind, 0)
 
@@ -158,7 +168,7 @@ def _zero(kind):
 _FORMULAS = (
     (nn.Linear, _linear), (nn.Conv1d, _conv1d), (nn.LSTM, _lstm), (SLSTMCell, _slstm), (MLSTMCell, _mlstm),
     ((nn.LayerNorm, nn.GroupNorm, nn.BatchNorm1d, HeadNorm), _zero("norm")),
-    (MLSTMBlock, _zero("elementwise")),
+    (MLSTMBlock, _zero("elementwise")), (WindowStatistics, _window_statistics), (ChannelMaxima, _zero("maxima")),
 )
 
 

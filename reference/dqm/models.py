@@ -23,11 +23,12 @@ from reference.dqm.xlstm import DQMModelError, XLSTMAutoencoder, XLSTMOptions, c
 DEFAULT_WINDOW = 32  #: lumiblocks per window used where a model does not fix the window length
 MODEL_FORMAT = "hepaudit.dqm.model"  #: tag stored in model files
 MODEL_FORMAT_VERSION = 1
-STUDENT_ARCHS = ("mlp", "cnn")
+STUDENT_ARCHS = ("mlp", "cnn", "stats")
+STATS_FLOOR = 1e-4  #: floor of the variances and squares before their log (standardised units squared)
 
 __all__ = ["DEFAULT_WINDOW", "DQMModelError", "LSTMAutoencoder", "LSTMConfig", "Student", "StudentConfig",
-           "XLSTMAutoencoder", "build_model", "latency", "load_model", "model_config", "per_feature_error",
-           "save_model", "window_loss"]
+           "WindowStatistics", "ChannelMaxima", "XLSTMAutoencoder", "build_model", "latency", "load_model", "model_config",
+           "per_feature_error", "save_model", "window_loss"]
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class StudentConfig:
     n_features: int = 16  #: features per lumiblock
     window: int = DEFAULT_WINDOW  #: lumiblocks per window (fixed: the input is flattened)
     hidden: int = 32  #: hidden units of the dense layer
-    arch: str = "mlp"  #: "mlp": flatten -> dense; "cnn": strided conv1d over time first
+    arch: str = "mlp"  #: "mlp": flatten -> dense; "cnn": strided conv1d over time first; "stats": window statistics
     channels: int = 8  #: cnn: output channels of the conv1d
     kernel: int = 4  #: cnn: conv1d width and stride, in lumiblocks
 
@@ -92,12 +93,49 @@ class StudentConfig:
             raise DQMModelError(f"Student kernel {self.kernel} is longer than the window {self.window}.")
 
 
+class WindowStatistics(nn.Module):
+    """Per feature of a window (batch, T, F): log variance, log peak squared deviation from the
+    window mean, log mean square (the deviation from the run reference) and the mean, as
+    (batch, 4F) in that order. Variances and squares are floored at STATS_FLOOR before the log.
+
+    These are the quantities the teacher's score is made of: its error channels are a feature's
+    mean and peak squared reconstruction error over the window, and on good windows the
+    autoencoder reconstructs little more than the window's level."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(1)
+        centred = x - mean.unsqueeze(1)
+        low, high = torch.aminmax(x, dim=1)
+        peak = torch.maximum(high - mean, mean - low)
+        squares = torch.cat([centred.square().mean(1), peak.square(), x.square().mean(1)], 1)
+        return torch.cat([torch.log(squares.clamp_min(STATS_FLOOR)), mean], 1)
+
+
+class ChannelMaxima(nn.Module):
+    """Three maxima of the log variances and log peaks of WindowStatistics (its first 2F values),
+    each shifted by a learned offset (a log scale per channel): over the variances, over the
+    peaks and over both. (batch, 3)."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(2 * n_features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n_channels = len(self.offset)
+        shifted = (features[:, :n_channels] + self.offset).view(len(features), 2, n_channels // 2)
+        return torch.cat([shifted.amax(2), shifted.amax((1, 2)).unsqueeze(1)], 1)
+
+
 class Student(nn.Module):
     """Predicts log(teacher window loss), output (batch,).
 
     "mlp": flatten (T*F) -> Linear(hidden) -> ReLU -> Linear(1).
     "cnn": Conv1d over time (F -> channels, width = stride = kernel) -> ReLU -> flatten ->
-    Linear(hidden) -> ReLU -> Linear(1). Keyword options: arch, channels, kernel.
+    Linear(hidden) -> ReLU -> Linear(1).
+    "stats": WindowStatistics (4F values) -> Linear(hidden) -> ReLU -> Linear(1), plus a linear
+    skip from ChannelMaxima: the teacher scores a window by its worst error channel, in units of a
+    per-channel scale, and a maximum is what a small ReLU layer approximates worst.
+    Keyword options: arch, channels, kernel.
     """
 
     name = "student"
@@ -109,17 +147,24 @@ class Student(nn.Module):
             raise DQMModelError(f"unknown Student option(s): {', '.join(unknown)}.")
         self.config = StudentConfig(n_features, window, hidden, **options)
         cfg = self.config
+        self.conv = self.statistics = self.maxima = None
+        flat = window * n_features
         if cfg.arch == "cnn":
             self.conv = nn.Conv1d(n_features, cfg.channels, cfg.kernel, stride=cfg.kernel)
             flat = cfg.channels * (window // cfg.kernel)
-        else:
-            self.conv = None
-            flat = window * n_features
+        elif cfg.arch == "stats":
+            self.statistics = WindowStatistics()
+            self.maxima = ChannelMaxima(n_features)
+            self.skip = nn.Linear(3, 1)
+            flat = 4 * n_features
         self.hidden = nn.Linear(flat, hidden)
         self.out = nn.Linear(hidden, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_windows(x, self.config.n_features, self.config.window)
+        if self.statistics is not None:
+            features = self.statistics(x)
+            return (self.out(torch.relu(self.hidden(features))) + self.skip(self.maxima(features))).squeeze(-1)
         if self.conv is not None:
             x = torch.relu(self.conv(x.transpose(1, 2)))
         return self.out(torch.relu(self.hidden(x.flatten(1)))).squeeze(-1)

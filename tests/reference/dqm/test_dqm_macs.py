@@ -82,6 +82,17 @@ def test_teacher_and_student_totals_and_ratio():
     assert teacher.total_macs / cnn.total_macs >= 50
 
 
+def test_stats_student_counts_its_sums_of_squares_and_dense_layers():
+    report = count_macs(build_model("student", 24, 64, arch="stats"), (2, 64, 24))
+    kinds = report.by_kind()
+    assert kinds["window-statistics"] == 2 * 2 * 64 * 24  # squares of values and of deviations
+    assert kinds["linear"] == 2 * (4 * 24 * 32 + 32 + 3)  # hidden, out, skip from the 3 maxima
+    assert kinds["maxima"] == 0
+    assert report.macs_per_window == 6_179
+    teacher = count_macs(build_model("lstm", 24, 64), (1, 64, 24))
+    assert teacher.total_macs / report.macs_per_window >= 50
+
+
 def test_mlstm_rows_count_the_form_used():
     parallel = count_macs(build_model("xlstm", 16, 32), (1, 32, 16))
     recurrent = count_macs(build_model("xlstm", 16, 32, mlstm_form="recurrent"), (1, 32, 16))

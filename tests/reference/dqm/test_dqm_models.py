@@ -9,8 +9,9 @@ from reference.dqm.xlstm import XLSTMOptions
 
 F, T = 16, 8
 VARIANTS = [("lstm", {}), ("xlstm", {}), ("xlstm", {"mlstm_form": "recurrent", "forget_gate": "exp"}),
-            ("xlstm", {"blocks": "sm", "stabilized": False}), ("student", {}), ("student", {"arch": "cnn"})]
-IDS = ["lstm", "xlstm", "xlstm-recurrent-exp", "xlstm-sm-plain", "student", "student-cnn"]
+            ("xlstm", {"blocks": "sm", "stabilized": False}), ("student", {}), ("student", {"arch": "cnn"}),
+            ("student", {"arch": "stats"})]
+IDS = ["lstm", "xlstm", "xlstm-recurrent-exp", "xlstm-sm-plain", "student", "student-cnn", "student-stats"]
 
 
 def _model(name, kwargs, seed=0):

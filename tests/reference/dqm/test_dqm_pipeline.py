@@ -9,7 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from reference.dqm import evaluate
-from reference.dqm.audit_chain import build_chain, generation, relative_agreement, student_inference, teacher_inference, training_step
+from reference.dqm.audit_chain import (build_chain, generation, relative_agreement, student_inference, student_kernel,
+                                       teacher_inference, training_step)
 from reference.dqm.data import ANOMALY_CODES, BENIGN_CODES, Windows
 from reference.dqm.experiment import quick_config, run_experiment
 from reference.dqm.models import build_model, load_model
@@ -122,7 +123,8 @@ def test_autoencoder_training_lowers_the_validation_loss_and_keeps_the_best_epoc
     assert history.best_epoch == int(np.argmin(history.val_loss))
 
 
-def test_student_learns_a_loss_like_target():
+@pytest.mark.parametrize("arch", ["mlp", "stats"])
+def test_student_learns_a_loss_like_target(arch):
     """Windows that are a pattern times a scale plus noise; the target is the log of their mean
     square, as for a teacher's loss. The student must rank held-out windows like the target."""
     from scipy.stats import spearmanr
@@ -131,7 +133,7 @@ def test_student_learns_a_loss_like_target():
     scale = rng.uniform(0.2, 3, (1200, 1, 1))
     x = (scale * MIX[0][None, None, :] + 0.1 * rng.normal(size=(1200, 8, 16))).astype(np.float32)
     target = log_loss((x ** 2).mean(axis=(1, 2)))
-    student = build_model("student", 16, 8, hidden=16)
+    student = build_model("student", 16, 8, hidden=16, arch=arch)
     train_student(student, (x[:1000], target[:1000]), (x[1000:], target[1000:]),
                   TrainConfig(epochs=30, batch_size=50, learning_rate=5e-3))
     assert spearmanr(predict(student, x[1000:]), target[1000:])[0] > 0.95
@@ -225,12 +227,15 @@ def test_cli_bad_inputs_give_one_sentence(cli, tmp_path):
 def test_audit_chain_stages_run_on_the_cpu_and_agree_with_themselves():
     chain = build_chain()
     chain.validate()
-    assert set(chain.stages) == {"generation", "training_step", "teacher_inference", "xlstm_inference", "student_inference"}
+    assert set(chain.stages) == {"generation", "training_step", "teacher_inference", "xlstm_inference",
+                                 "student_inference", "student_kernel"}
     windows = generation(np.array([1, 3, 64]))
-    assert windows.shape == (64, 32, 16) and windows.dtype == np.float32
+    assert windows.shape == (64, 64, 24) and windows.dtype == np.float32
     loss = teacher_inference(windows)
     assert loss.shape == (64,) and torch.all(loss > 0)
-    assert student_inference(windows).shape == (64,)
+    score = student_inference(windows)
+    assert score.shape == (64,)
+    np.testing.assert_allclose(student_kernel(windows), score.numpy(), rtol=1e-5, atol=1e-4)
     step = training_step(windows)
     assert torch.equal(step, training_step(windows))  # the same starting weights every call
     assert relative_agreement(loss, loss.clone()).rate == 1.0
