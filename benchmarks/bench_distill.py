@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "distill")
     parser.add_argument("--tasks", default="digits,seeds,dqm")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--targets", help="Student targets to train, e.g. teacher or metric (default: all).")
     parser.add_argument("--summarise", type=Path, help="Print the tables of an existing results.json and stop.")
     args = parser.parse_args()
     if args.summarise:
@@ -96,7 +97,8 @@ def main() -> None:
 
     from reference.distill.experiment import ExperimentConfig, run_experiment, with_device
 
-    config = with_device(replace(ExperimentConfig(), tasks=tuple(args.tasks.split(","))), args.device)
+    targets = None if args.targets is None else tuple(args.targets.split(","))
+    config = with_device(replace(ExperimentConfig(), tasks=tuple(args.tasks.split(",")), targets=targets), args.device)
     start = time.perf_counter()
     document = run_experiment(config, args.out, step=lambda message: print(f"[{time.perf_counter() - start:7.1f} s] {message}",
                                                                            flush=True))

@@ -17,6 +17,9 @@ The dense operation of each layer type, counted once per evaluation:
 * nn.LSTM, per layer and direction: one dense operation per time step with n = I_l + H and m = 4H
   (the four gates; I_l = H x directions above layer 0). Sigmoid, tanh, element-wise products and
   biases are not multiplications by weights and are left out.
+* WindowStatsFront (``frontend``): per feature the sum of squares of its T window values, a dot
+  product of the series with itself: n = T, m = 1, b_w = b_a = the window's bits. Sums, minima,
+  maxima and logarithms are element-wise and left out.
 
 Float layers count 32 bits for weights and inputs; quantized layers the bits of their QuantSpecs.
 Totals are for one forward call on the whole input_shape (use batch 1 for per-sample numbers).
@@ -32,12 +35,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from reference.distill.frontend import WindowStatsFront
 from reference.distill.quant import QuantConv1d, QuantError, QuantLinear
 
 FLOAT_BITS = 32  #: bit width of float32 weights and inputs
 CONVENTION = ("full: BOPs = m n [(1 - f_p) b_a b_w + b_a + b_w + log2 n] per dense operation with fan-in n and "
               "fan-out m (Ps and Qs Eq. 8, UNIQ); simplified: MACs b_w b_a; LSTM: per step and layer a dense "
-              "operation with n = I + H, m = 4H; element-wise operations and biases not counted; float = 32 bits")
+              "operation with n = I + H, m = 4H; window statistics: per feature a sum of squares with n = T, m = 1 and "
+              "b_w = b_a = the window's bits; element-wise operations and biases not counted; float = 32 bits")
 
 
 def _check_positive(name: str, value) -> None:
@@ -166,7 +171,13 @@ def _lstm_ops(module: nn.LSTM, args: tuple, output) -> list[_Op]:
     return ops
 
 
+def _statistics_ops(module: WindowStatsFront, args: tuple, output: torch.Tensor) -> list[_Op]:
+    del args
+    return [_Op("", module.window, 1, output.shape[0] * module.n_features, (), 0)]
+
+
 _FORMULAS = (  # the quantized classes first: they subclass the float ones
+    (WindowStatsFront, "window-statistics", _statistics_ops),
     (QuantLinear, "quant-linear", _linear_ops), (QuantConv1d, "quant-conv1d", _conv1d_ops),
     (nn.Linear, "linear", _linear_ops), (nn.Conv1d, "conv1d", _conv1d_ops), (nn.LSTM, "lstm", _lstm_ops),
 )
@@ -182,11 +193,15 @@ def _formula(module: nn.Module):
 def _bits(module: nn.Module) -> tuple[int, int]:
     if isinstance(module, (QuantLinear, QuantConv1d)):
         return module.weight_spec.bits, module.input_spec.bits
+    if isinstance(module, WindowStatsFront) and module.input_spec is not None:
+        return module.input_spec.bits, module.input_spec.bits  # each code multiplies itself
     return FLOAT_BITS, FLOAT_BITS
 
 
 def _zero_fraction(module: nn.Module, weights: tuple[str, ...]) -> float:
     """Fraction of weights that are exactly 0 (quantized layers: whose integer code is 0)."""
+    if not weights and not isinstance(module, (QuantLinear, QuantConv1d)):
+        return 0.0
     with torch.no_grad():
         if isinstance(module, (QuantLinear, QuantConv1d)):
             tensors = [module.weight_int()[0]]

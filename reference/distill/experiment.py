@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from reference.distill.bops import CONVENTION, model_bops
+from reference.distill.frontend import N_STATISTICS, stats_student
 from reference.distill.intinfer import infer, latency_int
 from reference.distill.quant import SETTINGS, build_student, export_integer, mixed_setting
 from reference.distill.tasks import (TASKS, DistillError, Step, Target, Task, TaskConfig, build_task, float_mlp,
@@ -83,6 +84,7 @@ class ExperimentConfig:
 
     tasks: tuple = TASKS
     settings: tuple = ALL_SETTINGS
+    targets: tuple | None = None  #: student targets to train ("teacher", "metric"); None: all of each task's
     train: StudentTrainConfig = StudentTrainConfig()
     latency: LatencyConfig = LatencyConfig()
     task_config: TaskConfig = TaskConfig()
@@ -91,9 +93,15 @@ class ExperimentConfig:
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown or not self.tasks:
             raise DistillError(f"unknown or no task(s) {unknown}; known tasks: {', '.join(TASKS)}.")
+        _check_targets(self.targets)
         bad = [s for s in self.settings if s not in ALL_SETTINGS]
         if bad or FLOAT not in self.settings:
             raise DistillError(f"settings must include {FLOAT} and come from {', '.join(ALL_SETTINGS)}; got {bad}.")
+
+
+def _check_targets(targets) -> None:
+    if targets is not None and (not targets or set(targets) - {"teacher", "metric"}):
+        raise DistillError(f"targets must be among 'teacher' and 'metric', got {list(targets)}.")
 
 
 def quick_config(**changes) -> ExperimentConfig:
@@ -191,9 +199,13 @@ def student_setting(setting: str, n_layers: int):
 
 
 def make_student(task: Task, setting: str, start: nn.Module | None = None) -> nn.Module:
-    """A float32 MLP or a QuantMLP of the task's student sizes, optionally with start's weights."""
-    sizes = (task.n_features, *task.student_hidden, task.n_outputs)
+    """A float32 MLP or a QuantMLP of the task's student sizes, optionally with start's weights; for
+    a task with a ``front``, that MLP behind the window statistics (``frontend.StatsStudent``)."""
+    inputs = task.n_features if task.front is None else N_STATISTICS * task.front[1]
+    sizes = (inputs, *task.student_hidden, task.n_outputs)
     model = float_mlp(sizes) if setting == FLOAT else build_student(sizes, student_setting(setting, len(sizes) - 1))
+    if task.front is not None:
+        model = stats_student(task.front[0], task.front[1], model)
     if start is not None:
         model.load_state_dict(start.state_dict(), strict=False)
     return model
@@ -369,7 +381,8 @@ def run_task(task: Task, config: ExperimentConfig, step: Step) -> dict:
     """Teacher record, every student point, the Pareto front (and the DQM targets)."""
     step(f"{task.name}: measuring the teacher")
     context = _Context(task, _teacher_record(task, config), config)
-    points = [point for target in task.targets for point in run_target(context, target, step)]
+    targets = [t for t in task.targets if config.targets is None or t.name in config.targets]
+    points = [point for target in targets for point in run_target(context, target, step)]
     result = {"metric": task.metric, "teacher": context.teacher, "points": points, "front": pareto_front(points),
               "n_features": task.n_features, "student_hidden": list(task.student_hidden),
               "samples": {s: int(len(task.splits[s].x)) for s in task.splits}, "info": task.info}
@@ -433,10 +446,11 @@ def run_experiment(config: ExperimentConfig, out: Path, step: Step = lambda mess
         results[name] = run_task(task, config, step)
         plot_task(name, results[name], out / f"pareto_{name}.png")
         plots.append(f"pareto_{name}.png")
-    document = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "config": _config_dict(config),
-                "bops_convention": CONVENTION, "cuda_available": torch.cuda.is_available(),
-                "tasks": results, "plots": plots}
-    (out / "results.json").write_text(json.dumps(document, indent=1, default=_json_default))
+        document = {"format": RESULT_FORMAT, "version": RESULT_VERSION, "config": _config_dict(config),
+                    "bops_convention": CONVENTION, "cuda_available": torch.cuda.is_available(),
+                    "tasks": results, "plots": plots}
+        # written after every task, so that an interrupted run keeps the tasks it finished
+        (out / "results.json").write_text(json.dumps(document, indent=1, default=_json_default))
     return document
 
 

@@ -82,11 +82,16 @@ def _as_batch(model: IntegerModel, x) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _codes(values: np.ndarray, layer: IntegerLayer) -> np.ndarray:
-    spec = layer.input_spec
-    out = np.empty(values.shape, layer.input_dtype)
-    _quantize(values, layer.input_scale, np.array([spec.q_min, spec.q_max], np.float32), out)
+def quantize_values(values: np.ndarray, scale: np.float32, spec) -> np.ndarray:
+    """Codes clamp(rint(float32(values / scale))) of float32 values (batch, k) in spec's container."""
+    out = np.empty(values.shape, spec.container)
+    _quantize(np.ascontiguousarray(values, np.float32), np.float32(scale),
+              np.array([spec.q_min, spec.q_max], np.float32), out)
     return out
+
+
+def _codes(values: np.ndarray, layer: IntegerLayer) -> np.ndarray:
+    return quantize_values(values, layer.input_scale, layer.input_spec)
 
 
 def quantize_input(model: IntegerModel, x) -> np.ndarray:
@@ -106,7 +111,10 @@ def trace(model: IntegerModel, x) -> IntegerTrace:
 
 
 def infer(model: IntegerModel, x) -> np.ndarray:
-    """Float32 outputs (batch, out) of integer inference for a batch x."""
+    """Float32 outputs (batch, out) of integer inference for a batch x. A model with a front stage
+    of its own (``frontend.IntegerStatsModel``) runs through its ``infer``."""
+    if not isinstance(model, IntegerModel) and hasattr(model, "infer"):
+        return model.infer(x)
     return trace(model, x).output
 
 

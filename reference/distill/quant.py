@@ -152,17 +152,21 @@ class InputQuantizer(nn.Module):
     forward pass is refused.
     """
 
-    def __init__(self, spec: QuantSpec, momentum: float = DEFAULT_MOMENTUM):
+    def __init__(self, spec: QuantSpec, momentum: float = DEFAULT_MOMENTUM, fixed_range: float | None = None):
         super().__init__()
         _check_spec(spec)
         if spec.per_channel:
             raise QuantError("input (activation) quantization is per tensor; use per_channel=False.")
         if not 0.0 < momentum <= 1.0:
             raise QuantError(f"running-max momentum must lie in (0, 1], got {momentum!r}.")
+        if fixed_range is not None and not (isinstance(fixed_range, (int, float)) and 0.0 < fixed_range < float("inf")):
+            raise QuantError(f"a fixed input range must be a positive finite number, got {fixed_range!r}.")
         self.spec = spec
         self.momentum = float(momentum)
-        self.register_buffer("running_max", torch.zeros(()))
-        self.register_buffer("observed", torch.zeros((), dtype=torch.bool))
+        #: a range set in advance (values beyond it saturate) instead of the running max
+        self.fixed_range = None if fixed_range is None else float(fixed_range)
+        self.register_buffer("running_max", torch.tensor(self.fixed_range or 0.0))
+        self.register_buffer("observed", torch.tensor(self.fixed_range is not None))
 
     def scale(self) -> torch.Tensor:
         """Current scale: running_max / q_max (running_max floored at MIN_RANGE)."""
@@ -171,6 +175,8 @@ class InputQuantizer(nn.Module):
     def _observe(self, x: torch.Tensor) -> None:
         if x.numel() == 0:
             raise QuantError("cannot quantize an empty tensor.")
+        if self.fixed_range is not None:
+            return
         with torch.no_grad():
             values = x.abs() if self.spec.signed else x.clamp_min(0)
             top = values.amax().to(self.running_max.dtype)
@@ -192,7 +198,8 @@ class InputQuantizer(nn.Module):
         return codes * scale
 
     def extra_repr(self) -> str:
-        return f"spec={self.spec}, momentum={self.momentum}"
+        fixed = "" if self.fixed_range is None else f", fixed_range={self.fixed_range}"
+        return f"spec={self.spec}, momentum={self.momentum}{fixed}"
 
 
 def _default(spec, fallback: QuantSpec) -> QuantSpec:
@@ -451,7 +458,10 @@ def export_integer(model: nn.Module) -> IntegerModel:
     """Integer weights, scales and int32 biases of a trained QuantMLP (or one QuantLinear).
 
     Uses the frozen input scales, i.e. what the model computes in eval mode; the model is not changed.
+    A model with an ``export_integer`` method of its own (``frontend.StatsStudent``) exports itself.
     """
+    if not isinstance(model, (QuantMLP, QuantLinear)) and hasattr(model, "export_integer"):
+        return model.export_integer()
     layers = _dense_layers(model)
     with torch.no_grad():
         exported = tuple(_export_layer(layer, relu=index < len(layers) - 1) for index, layer in enumerate(layers))

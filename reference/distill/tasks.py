@@ -10,7 +10,10 @@
 * ``dqm``: windows of synthetic LAr data-quality runs (``reference.dqm``); teacher the LSTM autoencoder
   scored by its worst feature. Student targets: (a) log(teacher score), the distillation target, and
   (b) a cheap metric computed from the inputs alone (:func:`window_metric`), the "is knowledge needed?"
-  target. Judged by macro ROC-AUC over anomaly types (``dqm.evaluate.auc_per_type``).
+  target. Judged by macro ROC-AUC over anomaly types (``dqm.evaluate.auc_per_type``). Its students
+  read the window statistics (``frontend.StatsStudent``: the window quantized at the first
+  layer's input bits, then per feature log variance, log peak, log mean square and mean) rather
+  than the 1,536 flattened values of a 64-lumiblock window.
 
 Classification students learn the teacher's softened logits and the labels; regression students a
 standardised target. Every input is flattened to (n, features) float32.
@@ -67,7 +70,7 @@ class DqmConfig:
     runs: int = 150  #: proton-proton runs, split 60/20/20 by run (as the DQM experiment)
     teacher_epochs: int = 30
     teacher_hidden: int = 64  #: LSTM hidden units (latent 16)
-    window: int = 32  #: lumiblocks per window
+    window: int = 64  #: lumiblocks per window (the DQM experiment's)
     max_windows: int = 20000  #: training windows per teacher epoch
     seed: int = 0
     student_runs: int = 300  #: extra runs scored by the teacher for the students' training split
@@ -125,6 +128,9 @@ class Task:
     student_hidden: tuple  #: student hidden layer widths
     evaluator: Callable = field(repr=False)  #: test outputs -> dict with "score" and details
     info: dict = field(default_factory=dict)
+    #: (window, features) when the students read the window statistics (``frontend.StatsStudent``)
+    #: rather than the flattened window; None: plain MLP students
+    front: tuple | None = None
 
     @property
     def n_features(self) -> int:
@@ -455,7 +461,8 @@ def dqm_task(config: TaskConfig = TaskConfig(), step: Step = lambda message: Non
                 targets=targets, n_outputs=1, student_hidden=(32,),
                 evaluator=partial(evaluate_anomalies, data.test.windows),
                 info={"teacher_evaluation_auc": result["evaluation"]["auc"], "window": dqm_config.window,
-                      "teacher_epochs_run": result["history"]["epochs_run"]})
+                      "teacher_epochs_run": result["history"]["epochs_run"], "student_inputs": "window statistics"},
+                front=windows["train"].shape[1:])
 
 
 def build_task(name: str, config: TaskConfig = TaskConfig(), step: Step = lambda message: None) -> Task:

@@ -147,7 +147,19 @@ def test_bad_configurations_are_refused():
         ExperimentConfig(tasks=("digits", "jets"))
     with pytest.raises(DistillError, match="float32"):
         ExperimentConfig(settings=("W8A8",))
+    with pytest.raises(DistillError, match="targets must be among"):
+        ExperimentConfig(targets=("teacher", "oracle"))
+    with pytest.raises(DistillError, match="targets must be among"):
+        ExperimentConfig(targets=())
     with pytest.raises(DistillError, match="epochs"):
         StudentTrainConfig(epochs=0)
     with pytest.raises(DistillError, match="alpha"):
         StudentTrainConfig(alpha=1.5)
+
+
+def test_a_subset_of_targets_and_settings_and_results_written_per_task(tmp_path):
+    config = quick_config(tasks=("digits",), targets=("teacher",), settings=("float32", "W4A4"))
+    document = run_experiment(config, tmp_path)
+    points = document["tasks"]["digits"]["points"]
+    assert [(p["target"], p["setting"]) for p in points] == [("teacher", "float32"), ("teacher", "W4A4")]
+    assert json.loads((tmp_path / "results.json").read_text())["config"]["targets"] == ["teacher"]
