@@ -132,8 +132,12 @@ def _alarm_rates(alarm: np.ndarray, windows: Windows) -> dict:
 
 def attribution(feature_error: np.ndarray, windows: Windows, alarm: np.ndarray) -> dict:
     """Share of detected local anomalies whose largest per-partition error is in the injected
-    partition (feature columns 4p..4p+3 belong to partition p)."""
-    per_partition = feature_error.reshape(len(feature_error), len(PARTITIONS), -1).sum(axis=2)
+    partition (feature columns 4p..4p+3 belong to partition p; further input channels, such as
+    the A-C differences, which belong to two partitions, are left out)."""
+    own = 4 * len(PARTITIONS)
+    if feature_error.shape[1] < own:
+        raise ValueError(f"attribution needs the {own} partition features, got {feature_error.shape[1]} columns.")
+    per_partition = feature_error[:, :own].reshape(len(feature_error), len(PARTITIONS), 4).sum(axis=2)
     predicted = per_partition.argmax(axis=1)
     out = {}
     hits = []

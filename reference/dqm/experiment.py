@@ -314,5 +314,5 @@ def quick_config(**changes) -> ExperimentConfig:
     tiny = TrainConfig(epochs=2, batch_size=64, max_windows=512, patience=2)
     base = ExperimentConfig(runs=6, heavy_ion_runs=5, student_runs=4, window=16, train_stride=4, train=tiny,
                             student_train=replace(tiny, epochs=3), latency_repeats=5,
-                            model_options={"lstm": {"hidden": 16, "latent": 8}})
+                            model_options={"lstm": {"hidden": 16, "latent": 8}, "student": {"arch": "stats"}})
     return replace(base, **changes)

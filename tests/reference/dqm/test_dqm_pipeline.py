@@ -80,6 +80,11 @@ def test_attribution_compares_the_worst_partition_with_the_injected_one():
     out = evaluate.attribution(error, w, np.array([True, True, False]))
     assert out["hv_trip"] == {"rate": 0.5, "n": 2}
     assert out["all_local"]["n"] == 2
+    # the 8 A-C difference channels after the 16 features belong to two partitions: left out
+    with_differences = np.concatenate([error, np.full((3, 8), 5.0)], axis=1)
+    assert evaluate.attribution(with_differences, w, np.array([True, True, False])) == out
+    with pytest.raises(ValueError, match="16 partition features"):
+        evaluate.attribution(error[:, :12], w, np.array([True, True, False]))
 
 
 def test_student_agreement_of_a_monotonic_copy():
@@ -175,7 +180,9 @@ def test_quick_experiment_writes_results_plots_and_weights(tmp_path):
     for name in document["plots"]:
         assert (tmp_path / name).stat().st_size > 10_000
     reloaded = load_model(tmp_path / "student.pt")
-    assert reloaded.name == "student"
+    assert reloaded.name == "student" and reloaded.config.arch == "stats"
+    kernel = student["cost"]["cpu_latency_batch1_kernel"]
+    assert kernel["batch"] == 1 and 0 < kernel["median_s"] < student["cost"]["cpu_latency_batch1_1thread"]["median_s"]
 
 
 # --- command line -----------------------------------------------------------------------------
