@@ -77,17 +77,9 @@ def code_statistics(codes: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _torch_code_statistics(codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """The same statistics with torch float64 operations, for inputs on a GPU."""
-    codes = codes.double()
-    steps = codes.shape[1]
-    total, squares = codes.sum(1), codes.square().sum(1)
-    low, high = codes.amin(1), codes.amax(1)
-    square_scale = scale.double() ** 2
-    variance = (squares * steps - total * total) / (steps * steps)
-    peak = torch.maximum(high * steps - total, total - low * steps)
-    logs = torch.log(torch.cat([variance, peak * peak / (steps * steps), squares / steps], 1).mul(square_scale)
-                     .clamp_min(STATS_FLOOR))
-    return torch.cat([logs, total / steps * scale.double()], 1).float()
+    """The same statistics from the dequantized window in float64 torch, for inputs on a GPU
+    (equal to :func:`code_statistics` to float64 rounding, not bit for bit)."""
+    return WindowStatistics()(codes.double() * scale.double()).float()
 
 
 class WindowStatsFront(nn.Module):
