@@ -26,9 +26,9 @@ MODEL_FORMAT_VERSION = 1
 STUDENT_ARCHS = ("mlp", "cnn", "stats")
 STATS_FLOOR = 1e-4  #: floor of the variances and squares before their log (standardised units squared)
 
-__all__ = ["DEFAULT_WINDOW", "DQMModelError", "LSTMAutoencoder", "LSTMConfig", "Student", "StudentConfig",
-           "WindowStatistics", "ChannelMaxima", "XLSTMAutoencoder", "build_model", "latency", "load_model", "model_config",
-           "per_feature_error", "save_model", "window_loss"]
+__all__ = ["DEFAULT_WINDOW", "ChannelMaxima", "DQMModelError", "LSTMAutoencoder", "LSTMConfig", "Student",
+           "StudentConfig", "WindowStatistics", "XLSTMAutoencoder", "build_model", "latency", "load_model",
+           "model_config", "per_feature_error", "save_model", "window_loss"]
 
 
 @dataclass(frozen=True)
