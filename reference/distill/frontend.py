@@ -30,6 +30,7 @@ import torch
 from numba import njit
 from torch import nn
 
+from reference.distill import intinfer
 from reference.distill.quant import InputQuantizer, IntegerModel, QuantError, QuantSpec, export_integer
 from reference.dqm.models import STATS_FLOOR, WindowStatistics
 
@@ -178,16 +179,12 @@ class IntegerStatsModel:
 
     def codes(self, x) -> np.ndarray:
         """Window codes (n, T, F) of float windows, as the fake-quant forward rounds them."""
-        from reference.distill.intinfer import quantize_values  # pylint: disable=import-outside-toplevel
-
-        values = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32)
+        values = intinfer.as_float32(x)
         if values.ndim < 2 or values[0].size != self.in_features:
             raise QuantError(f"integer inference expects windows of {self.in_features} values, got {values.shape}.")
-        flat = quantize_values(values.reshape(len(values), -1), self.input_scale, self.input_spec)
+        flat = intinfer.quantize_values(values.reshape(len(values), -1), self.input_scale, self.input_spec)
         return np.reshape(flat, (len(values), self.window, self.n_features))
 
     def infer(self, x) -> np.ndarray:
         """Float32 outputs (batch, out) for float windows x (batch, T*F) or (batch, T, F)."""
-        from reference.distill import intinfer  # pylint: disable=import-outside-toplevel
-
         return intinfer.infer(self.mlp, code_statistics(self.codes(x), self.input_scale))

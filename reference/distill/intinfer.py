@@ -70,10 +70,15 @@ class IntegerTrace:
     output: np.ndarray  #: float32 (batch, out) of the last layer
 
 
+def as_float32(x) -> np.ndarray:
+    """A numpy float32 array of x (a numpy array, a nested sequence or a torch tensor on any device)."""
+    return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32)
+
+
 def _as_batch(model: IntegerModel, x) -> np.ndarray:
     if not isinstance(model, IntegerModel) or not model.layers:
         raise QuantError("integer inference needs an IntegerModel from export_integer.")
-    array = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32)
+    array = as_float32(x)
     if array.ndim > 2:
         array = array.reshape(array.shape[0], -1)
     if array.ndim != 2 or array.shape[1] != model.in_features:
@@ -120,7 +125,7 @@ def infer(model: IntegerModel, x) -> np.ndarray:
 
 def infer_one(model: IntegerModel, x) -> np.ndarray:
     """Float32 outputs (out,) for one sample x of in_features values (or an array flattening to them)."""
-    sample = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float32).reshape(1, -1)
+    sample = as_float32(x).reshape(1, -1)
     return infer(model, sample)[0]
 
 

@@ -11,14 +11,13 @@ window (float64 accumulators, float32 output); tests hold it to the torch forwar
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
-from reference.dqm.models import STATS_FLOOR, Student
+from reference.dqm.models import STATS_FLOOR, Student, latency_summary
 from reference.dqm.xlstm import DQMModelError
 
 
@@ -130,7 +129,5 @@ def kernel_latency(kernel: StatsStudentKernel, batch: int = 1, repeats: int = 10
         kernel(x)
         if call >= warmup:
             times.append(time.perf_counter() - start)
-    q25, _, q75 = statistics.quantiles(times, n=4) if repeats > 1 else (times[0],) * 3
-    return {"median_s": statistics.median(times), "q25_s": q25, "q75_s": q75, "iqr_s": q75 - q25,
-            "min_s": min(times), "max_s": max(times), "repeats": repeats, "warmup": warmup,
-            "batch": batch, "window": kernel.window, "device": "cpu", "method": "perf-counter, numba kernel"}
+    return latency_summary(times, warmup=warmup, batch=batch, window=kernel.window, device="cpu",
+                           method="perf-counter, numba kernel")

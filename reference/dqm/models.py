@@ -28,7 +28,7 @@ STATS_FLOOR = 1e-4  #: floor of the variances and squares before their log (stan
 
 __all__ = ["DEFAULT_WINDOW", "ChannelMaxima", "DQMModelError", "LSTMAutoencoder", "LSTMConfig", "Student",
            "StudentConfig", "WindowStatistics", "XLSTMAutoencoder", "build_model", "latency", "load_model",
-           "model_config", "per_feature_error", "save_model", "window_loss"]
+           "latency_summary", "model_config", "per_feature_error", "save_model", "window_loss"]
 
 
 @dataclass(frozen=True)
@@ -325,8 +325,13 @@ def latency(model: nn.Module, batch: int = 1, repeats: int = 100, device="cpu", 
     x = torch.randn(batch, window, config["n_features"], generator=generator).to(target)
     warmup = max(3, repeats // 10)
     _timed_calls(model, x, warmup)
-    times = _timed_calls(model, x, repeats)
-    q25, _, q75 = statistics.quantiles(times, n=4) if repeats > 1 else (times[0],) * 3
+    return latency_summary(_timed_calls(model, x, repeats), warmup=warmup, batch=batch, window=window,
+                           device=str(target), method="perf-counter")
+
+
+def latency_summary(times: list[float], **details) -> dict:
+    """Median, IQR (q25, q75), min and max of timed calls in seconds, their count as ``repeats``,
+    and the given details (warm-up calls, batch, window, device, method)."""
+    q25, _, q75 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
     return {"median_s": statistics.median(times), "q25_s": q25, "q75_s": q75, "iqr_s": q75 - q25,
-            "min_s": min(times), "max_s": max(times), "repeats": repeats, "warmup": warmup,
-            "batch": batch, "window": window, "device": str(target), "method": "perf-counter"}
+            "min_s": min(times), "max_s": max(times), "repeats": len(times), **details}
