@@ -8,11 +8,12 @@ For every event the CPU chain gives the measurements, seeds and seed parameters 
 tracks); these inputs are copied to the device once. After warm-up, ``find_tracks`` is timed
 with CUDA events (``cupy.cuda.Event``) around the call over ``--repeats`` runs, with the
 measurement grid built inside the call (as the chain's stage does) and prebuilt, and its steps
-(device tables and grid, filter kernel, skip rule and output) are timed the same way. The CPU
-CKF (numba, one thread) is timed on the same machine. Agreement with the CPU: tracks with the
-same measurements per seed, traccc's matching rate (``compare_tracks``) and the track efficiency
-of both after the (CPU) ambiguity resolution. Prints one JSON object (median, IQR, min and max in
-ms) and writes it to ``--out``.
+(device tables and grid, filter kernel with the skip rule, output) are timed the same way, as is
+``find_tracks`` for several chunkings of the skip rule (with the seeds each filters, their branch
+steps and the fixed-point rounds). The CPU CKF (numba, one thread) is timed on the same machine.
+Agreement with the CPU: tracks with the same measurements per seed, traccc's matching rate
+(``compare_tracks``) and the track efficiency of both after the (CPU) ambiguity resolution.
+Prints one JSON object (median, IQR, min and max in ms) and writes it to ``--out``.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ def step_times(cp, args_dev, config, repeats: int) -> dict:
     from reference.tracking.gpu import ckf as gc
     params, seed_meas, meas, order = args_dev
     caps = gc.capacities(config)
-    steps = {"input_check": [], "measurement_tables_and_grid": [], "seed_tables": [], "filter": [],
-             "skip_rule_and_output": []}
+    steps = {"input_check": [], "measurement_tables_and_grid": [], "seed_tables": [], "filter_and_skip_rule": [],
+             "output": []}
     for _ in range(repeats):
         ev = [cp.cuda.Event() for _ in range(6)]
         ev[0].record()
@@ -59,9 +60,9 @@ def step_times(cp, args_dev, config, repeats: int) -> dict:
         ev[2].record()
         tables = gc.Event(gc._seed_states(params, seed_meas, order_d, config), hits, geo)  # pylint: disable=protected-access
         ev[3].record()
-        found = gc.filter_seeds(tables, caps)
+        found, users, stats = gc.filter_and_skip(tables, caps, config.skip_used_seeds)
         ev[4].record()
-        gc.deduplicate(tables, found, order_d, config.skip_used_seeds)
+        gc._emit(found, users, order_d, stats)  # pylint: disable=protected-access
         ev[5].record()
         ev[5].synchronize()
         for k, name in enumerate(steps):
@@ -88,6 +89,28 @@ def filter_variants(cp, args_dev, config, repeats: int) -> dict:
     steps = cp.asnumpy(gc.filter_seeds(tables, caps).stats[:, 0])
     out["branch_steps_per_seed"] = {"mean": float(steps.mean()), "p99": float(np.percentile(steps, 99)),
                                     "max": int(steps.max())}
+    return out
+
+
+CHUNKINGS = {"one chunk": (1.0,), "halves": (0.5, 1.0), "default": None,
+             "five, geometric": (0.0625, 0.125, 0.25, 0.5, 1.0), "eight equal": tuple((k + 1) / 8 for k in range(8))}
+
+
+def chunk_variants(cp, args_dev, config, grid, repeats: int) -> dict:
+    """CUDA-event times of find_tracks (grid prebuilt) for several chunkings of the skip rule, with
+    the seeds each filters, their branch steps and the fixed-point rounds."""
+    from reference.tracking.gpu import ckf as gc
+    out = {}
+    for name, chunks in CHUNKINGS.items():
+        chunks = gc.SKIP_CHUNKS if chunks is None else chunks
+
+        def run(chunks=chunks):
+            return gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], config, seed_order=args_dev[3], grid=grid,
+                                  chunks=chunks)
+
+        stats = run().stats
+        out[name] = {"chunks": list(chunks), "ms": summarize_ms(timed(cp, run, repeats)),
+                     **{k: stats[k] for k in ("seeds_run", "branch_steps", "dedup_rounds", "tracks")}}
     return out
 
 
@@ -144,6 +167,7 @@ def bench_event(cp, event, res, args) -> dict:
             "gpu_ckf_prebuilt_grid_ms": summarize_ms(timed(cp, with_grid, args.repeats)),
             "gpu_steps_ms": step_times(cp, args_dev, config, args.repeats),
             "gpu_filter_variants_ms": filter_variants(cp, args_dev, config, args.repeats),
+            "gpu_chunkings": chunk_variants(cp, args_dev, config, grid, args.repeats),
             "agreement": agreement(event, res, tracks)}
 
 

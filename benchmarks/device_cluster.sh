@@ -2,7 +2,7 @@
 # GPU-machine runs of the scale-out work: GPU tests, a pile-up sweep on a local Dask cluster with one
 # GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
 # Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
-#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench
+#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf
 set -u
 SITE=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
@@ -24,6 +24,7 @@ for step in "$@"; do
              --events 3 --agreement-only > "$OUT/float64-mu$mu.txt" 2>&1; echo "float64 mu=$mu rc=$?"; cat "$OUT/float64-mu$mu.txt"; done ;;
     distillbench) timeout 570 python3 benchmarks/bench_distill.py --device cuda --tasks "${DISTILL_TASKS:-digits,seeds,dqm}" \
              ${DISTILL_TARGETS:+--targets $DISTILL_TARGETS} --out "$OUT/distill" > "$OUT/distill.txt" 2>&1; echo "distill bench rc=$?"; tail -80 "$OUT/distill.txt" ;;
+    abckf) bash benchmarks/ab_ckf.sh "${AB_ROUNDS:-1}" "${AB_REF:-HEAD}" ;;
     sweep) timeout 420 python3 -m auditor sweep --chain tracking --grid pileup=20,60,100,140,200,300 --events 2 \
              --mode quick --scheduler local:2 --out "$OUT/sweep-gpu" > "$OUT/sweep-gpu.txt" 2>&1
            echo "sweep rc=$?"; tail -40 "$OUT/sweep-gpu.txt" ;;

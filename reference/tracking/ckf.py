@@ -213,8 +213,6 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     t_seed = np.zeros(cap, np.int64)
     n_tracks = 0
     # work arrays
-    pp5 = np.empty(5)
-    tmp5 = np.empty(5)
     pnew = np.empty(5)
     jac = np.empty(25)
     cnew = np.empty(25)
@@ -372,7 +370,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                         if ref_m < 0:
                             # covariance transported once per layer, to the first
                             # candidate's plane; reused for the other candidates' chi2
-                            propagate_bound_jacobian(p, bz, pl, planes[m], ptmp, jac, pp5, tmp5)
+                            propagate_bound_jacobian(p, bz, pl, planes[m], ptmp, jac)
                             transport_covariance(C, jac, cref, tmp)
                             ref_m = m
                         chi = kalman_chi2_2d(pnew, cref, l0[m], l1[m], v0[m], v1[m], 0.0)
@@ -407,7 +405,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                 for k in range(5):
                                     bp[nxt, nn, k] = cand_p[q, k]
                             else:
-                                sm = propagate_bound_jacobian(p, bz, pl, planes[m], pnew, jac, pp5, tmp5)
+                                sm = propagate_bound_jacobian(p, bz, pl, planes[m], pnew, jac)
                                 if math.isnan(sm):
                                     continue
                                 transport_covariance(C, jac, bc[nxt, nn], tmp)
@@ -459,7 +457,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                         best_o = m2
                                 if best_o >= 0 and nmb < MAX_TRACK_MEAS:
                                     p2 = planes[best_o]
-                                    s2 = propagate_bound_jacobian(bp[nxt, nn], bz, pw, p2, pnew, jac, pp5, tmp5)
+                                    s2 = propagate_bound_jacobian(bp[nxt, nn], bz, pw, p2, pnew, jac)
                                     if not math.isnan(s2):
                                         transport_covariance(bc[nxt, nn], jac, cnew, tmp)
                                         c2o = kalman_chi2_2d(pnew, cnew, l0[best_o], l1[best_o], v0[best_o],
@@ -493,7 +491,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                     consec = bch[cur, b] + (1 if step > 0 else 0)
                     if holes <= max_holes and consec <= max_consec and nn < MAXB:
                         _layer_plane(xi, yi, zi, l_kind[li], vplane)
-                        sm = propagate_bound_jacobian(p, bz, pl, vplane, pnew, jac, pp5, tmp5)
+                        sm = propagate_bound_jacobian(p, bz, pl, vplane, pnew, jac)
                         if not math.isnan(sm):
                             for k in range(5):
                                 bp[nxt, nn, k] = pnew[k]

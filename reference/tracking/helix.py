@@ -232,33 +232,73 @@ def propagate_bound(p, bz, src, dst, out):
     return propagate_bound_guess(p, bz, src, dst, out, math.nan)
 
 
+@njit(cache=True, inline="always")
+def _helix_kappa_terms(kappa, s):
+    """(sin(a)/kappa, (1 - cos a)/kappa, d/dkappa of both) at a = kappa * s, by series for small a."""
+    a = kappa * s
+    if abs(a) < 1e-2:
+        a2 = a * a
+        sk = s * (1.0 - a2 / 6.0 * (1.0 - a2 / 20.0))
+        ck = s * a * (0.5 - a2 / 24.0 * (1.0 - a2 / 30.0))
+        dsk = s * s * a * (-1.0 / 3.0 + a2 / 30.0)
+        dck = s * s * (0.5 - a2 / 8.0 * (1.0 - a2 / 18.0))
+        return sk, ck, dsk, dck
+    sa = math.sin(a)
+    ca = math.cos(a)
+    sk = sa / kappa
+    ck = (1.0 - ca) / kappa
+    return sk, ck, (s * ca - sk) / kappa, (s * sa - ck) / kappa
+
+
 @njit(cache=True)
-def propagate_bound_jacobian(p, bz, src, dst, out, jac, pp, tmp):
-    """Like :func:`propagate_bound` and also the 5x5 transport Jacobian d out / d p (row-major
-    in jac[0:25]) by forward finite differences (Newton warm-started at the nominal path).
-    pp and tmp are caller-owned scratch arrays of 5 floats."""
+def propagate_bound_jacobian(p, bz, src, dst, out, jac):
+    """Like :func:`propagate_bound` and also the 5x5 transport Jacobian d out / d p (row-major in
+    jac[0:25]), analytic: bound -> free on src, the helix's derivatives at fixed path length, the
+    path length's change that keeps the end point on dst, free -> bound on dst."""
     s = propagate_bound(p, bz, src, dst, out)
     if math.isnan(s):
         return s
+    sphi, cphi = math.sin(p[2]), math.cos(p[2])
+    sth, cth = math.sin(p[3]), math.cos(p[3])
+    tx, ty = cphi * sth, sphi * sth
+    kappa = C_LIGHT * bz * p[4]
+    sk, ck, dsk, dck = _helix_kappa_terms(kappa, s)
+    a = kappa * s
+    sa, ca = math.sin(a), math.cos(a)
+    dx, dy, dz = tx * ca + ty * sa, -tx * sa + ty * ca, cth
+    nx, ny, nz = dst[9], dst[10], dst[11]
+    nd = nx * dx + ny * dy + nz * dz
+    dphi_norm = 1.0 / max(dx * dx + dy * dy, 1e-300)
     for j in range(5):
-        for k in range(5):
-            pp[k] = p[k]
+        # d(start position), d(start direction), d(kappa) for bound parameter j
+        px = py = pz = 0.0
+        ex = ey = ez = 0.0
+        dk = 0.0
         if j < 2:
-            eps = 1e-4
-        elif j < 4:
-            eps = 1e-7
+            px, py, pz = src[3 + 3 * j], src[4 + 3 * j], src[5 + 3 * j]
+        elif j == 2:
+            ex, ey = -ty, tx
+        elif j == 3:
+            ex, ey, ez = cphi * cth, sphi * cth, -sth
         else:
-            eps = 1e-7 * abs(p[4]) + 1e-10
-        pp[j] += eps
-        s2 = propagate_bound_guess(pp, bz, src, dst, tmp, s)
-        if math.isnan(s2):
-            return s2
-        for i in range(5):
-            d = tmp[i] - out[i]
-            if i == 2:
-                if d > math.pi:
-                    d -= 2.0 * math.pi
-                elif d < -math.pi:
-                    d += 2.0 * math.pi
-            jac[i * 5 + j] = d / eps
+            dk = C_LIGHT * bz
+        # end position and direction at fixed path length
+        qx = px + ex * sk + ey * ck + dk * (tx * dsk + ty * dck)
+        qy = py + ey * sk - ex * ck + dk * (ty * dsk - tx * dck)
+        qz = pz + ez * s
+        rx = ex * ca + ey * sa + dk * s * dy
+        ry = -ex * sa + ey * ca - dk * s * dx
+        # path length change that keeps the end point on the destination plane
+        ds = -(nx * qx + ny * qy + nz * qz) / nd
+        qx += dx * ds
+        qy += dy * ds
+        qz += dz * ds
+        rx += kappa * dy * ds
+        ry -= kappa * dx * ds
+        jac[j] = qx * dst[3] + qy * dst[4] + qz * dst[5]
+        jac[5 + j] = qx * dst[6] + qy * dst[7] + qz * dst[8]
+        jac[10 + j] = (dx * ry - dy * rx) * dphi_norm
+        # theta = acos(tz) and q/p do not change along the helix
+        jac[15 + j] = 1.0 if j == 3 else 0.0
+        jac[20 + j] = 1.0 if j == 4 else 0.0
     return s

@@ -17,20 +17,22 @@
    ``stats["window_overflow"]`` / ``stats["track_overflow"]`` with a warning. Threads take the
    seeds sorted by theta, so that a warp's threads cross similar layers (10-15 % faster).
 2. Duplicate removal, the CPU's in-filter rule: a seed is skipped when ``skip_seed_min_used`` of
-   its three measurements lie on tracks of seeds processed before it. As a seed's track does
-   not depend on the others, the filter runs every seed and the rule is applied afterwards by
-   fixed-point rounds (``mark_users``: the first accepted track of every measurement, by atomic
-   minimum; ``decide``: the rule for every seed). Round r settles at least the r-th seed, and a
-   round without change is the sequential result, usually after 3-5 rounds.
+   its three measurements lie on tracks of seeds processed before it. The seeds go in chunks of
+   the processing order (``SKIP_CHUNKS``). A chunk's seeds that the tracks of the earlier chunks
+   already skip are not filtered; the others are, and as a seed's track does not depend on the
+   other seeds, the rule is applied to the chunk afterwards by fixed-point rounds
+   (``mark_users``: the first accepted track of every measurement, by atomic minimum;
+   ``decide``: the rule for every seed of the chunk). Round r settles at least the chunk's r-th
+   seed, and a round without change is the sequential result, usually after 3-5 rounds.
 3. ``emit_tracks``: the accepted tracks, in processing order as on the CPU, count -> allocate ->
    fill.
 
-Host synchronisations: the input range check, the grid's bin count, one per deduplication round
-and the totals. Tracks equal the CPU's under the simulator; on a GPU its math library and fused
-multiply-adds move chi2 values by about 1e-5 relative and, rarely, a decision that sits on a cut
-(about 2 % of the tracks at pile-up 200; 99.6 % matched at traccc's tolerances, same efficiency).
-Everything is float64: the finite-difference Jacobian steps (1e-7 rad) are below float32
-resolution. Device helpers are force-inlined where numba-cuda allows it.
+Host synchronisations: the input range check, the grid's bin count, one per chunk, one per
+deduplication round and the totals. Tracks equal the CPU's under the simulator; on a GPU its math
+library and fused multiply-adds move chi2 values by about 1e-5 relative and, rarely, a decision
+that sits on a cut (about 2 % of the tracks at pile-up 200; 99.6 % matched at traccc's
+tolerances, same efficiency). Everything is float64, as on the CPU. Device helpers are
+force-inlined where numba-cuda allows it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalm
 from reference.tracking.spacepoints import Measurements
 
 _THREADS = 64  # threads per block of the filter kernel (large per-thread state)
+# ends of the chunks of the processing order that the skip rule settles one after the other
+SKIP_CHUNKS = (0.125, 0.25, 0.5, 1.0)
 
 # configuration vector, in the CPU's order
 (_BZ, _CHI2_MAX, _B_SURF, _B_SEED, _MAX_HOLES, _MAX_CONSEC, _MAX_STEPS, _MIN_MEAS, _MIN_P, _N_SIGMA, _MARGIN,
@@ -93,7 +97,7 @@ and the largest measurement extent (tol)."""
 Found = namedtuple("Found", "n meas chi2 holes params stats")
 Found.__doc__ = """Best branch of every seed: measurement count (-1: no track), measurements (n, capacity),
 chi2, holes, last filtered parameters, and the counters (n, 5)."""
-Work = namedtuple("Work", ("p", "cov", "plane", "ints", "real", "meas", "pnew", "pp", "tmp5", "ptmp", "jac", "ref_cov",
+Work = namedtuple("Work", ("p", "cov", "plane", "ints", "real", "meas", "pnew", "ptmp", "jac", "ref_cov",
                           "cov_new", "tmp25", "gain", "glob", "gu", "vplane", "cand_meas", "cand_chi2", "cand_params",
                           "window", "best_meas", "best_params", "st", "fx", "cnt"))
 Work.__doc__ = """One thread's buffers: two generations of branches (p, cov, plane, ints, real, meas), the
@@ -321,7 +325,7 @@ def _try_candidate(ev, w, b, m):
     if math.isnan(sm) or abs(sm - w.fx[_S]) > 200.0:
         return
     if w.st[_REF] < 0:
-        propagate_bound_jacobian(p, cfg[_BZ], pl, hits.planes[m], w.ptmp, w.jac, w.pp, w.tmp5)
+        propagate_bound_jacobian(p, cfg[_BZ], pl, hits.planes[m], w.ptmp, w.jac)
         transport_covariance(w.cov[cur, b], w.jac, w.ref_cov, w.tmp25)
         w.st[_REF] = m
     chi = kalman_chi2_2d(w.pnew, w.ref_cov, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0)
@@ -383,8 +387,7 @@ def _child_prediction(ev, w, b, q):
         for k in range(5):
             pn[k] = w.cand_params[q, k]
         return True
-    sm = propagate_bound_jacobian(w.p[cur, b], ev.seeds.cfg[_BZ], w.plane[cur, b], ev.hits.planes[m], w.pnew, w.jac,
-                                  w.pp, w.tmp5)
+    sm = propagate_bound_jacobian(w.p[cur, b], ev.seeds.cfg[_BZ], w.plane[cur, b], ev.hits.planes[m], w.pnew, w.jac)
     if math.isnan(sm):
         return False
     transport_covariance(w.cov[cur, b], w.jac, cn, w.tmp25)
@@ -460,7 +463,7 @@ def _pick_up_overlap(ev, w, m):
     nxt = 1 - w.st[_CUR]
     pn = w.p[nxt, w.st[_NN]]
     cn = w.cov[nxt, w.st[_NN]]
-    s2 = propagate_bound_jacobian(pn, cfg[_BZ], hits.planes[m], hits.planes[best_o], w.pnew, w.jac, w.pp, w.tmp5)
+    s2 = propagate_bound_jacobian(pn, cfg[_BZ], hits.planes[m], hits.planes[best_o], w.pnew, w.jac)
     if math.isnan(s2):
         return
     transport_covariance(cn, w.jac, w.cov_new, w.tmp25)
@@ -536,7 +539,7 @@ def _hole(ev, w, b):
     if holes > cfg[_MAX_HOLES] or consec > cfg[_MAX_CONSEC] or w.st[_NN] >= w.p.shape[1]:
         return False
     _layer_plane(w.glob[0], w.glob[1], w.glob[2], ev.geo.kind[li], w.vplane)
-    sm = propagate_bound_jacobian(w.p[cur, b], cfg[_BZ], w.plane[cur, b], w.vplane, w.pnew, w.jac, w.pp, w.tmp5)
+    sm = propagate_bound_jacobian(w.p[cur, b], cfg[_BZ], w.plane[cur, b], w.vplane, w.pnew, w.jac)
     if math.isnan(sm):
         return False
     nxt = 1 - cur
@@ -678,7 +681,7 @@ def _filter_kernel(caps: tuple[int, int, int]):
         w = Work(cuda.local.array((2, nb, 5), f8), cuda.local.array((2, nb, 25), f8),
                  cuda.local.array((2, nb, 12), f8), cuda.local.array((2, nb, 4), i8), cuda.local.array((2, nb, 2), f8),
                  cuda.local.array((2, nb, cap), i4), cuda.local.array(5, f8), cuda.local.array(5, f8),
-                 cuda.local.array(5, f8), cuda.local.array(5, f8), cuda.local.array(25, f8), cuda.local.array(25, f8),
+                 cuda.local.array(25, f8), cuda.local.array(25, f8),
                  cuda.local.array(25, f8), cuda.local.array(25, f8), cuda.local.array(20, f8), cuda.local.array(6, f8),
                  cuda.local.array(6, f8), cuda.local.array(12, f8), cuda.local.array(nc, i8), cuda.local.array(nc, f8),
                  cuda.local.array((nc, 5), f8), cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4),
@@ -698,16 +701,16 @@ def _dedup_kernels():
     backend.cuda()  # the numpy shim, before the first compile
 
     @cuda.jit
-    def mark_users(found, users):
-        j = cuda.grid(1)
-        if j < found.n.shape[0] and users.accepted[j]:
+    def mark_users(found, users, lo, hi):
+        j = lo + cuda.grid(1)
+        if j < hi and users.accepted[j]:
             for k in range(found.n[j]):
                 cuda.atomic.min(users.first, found.meas[j, k], j)
 
     @cuda.jit
-    def decide(found, seeds, users):
-        i = cuda.grid(1)
-        if i < found.n.shape[0] and found.n[i] >= 0:
+    def decide(found, seeds, users, lo, hi):
+        i = lo + cuda.grid(1)
+        if i < hi and found.n[i] >= 0:
             _decide(seeds, users, i)
 
     @cuda.jit
@@ -879,40 +882,96 @@ def prepare(params: TrackParameters, seed_measurements, meas: Measurements, conf
     return order, Event(_seed_states(params, seed_measurements, order, config), hits, geo)
 
 
+def _new_found(n: int, caps: tuple[int, int, int]) -> Found:
+    xp = backend.xp()
+    return Found(xp.full(n, -1, xp.int64), xp.zeros((n, caps[2]), xp.int32), xp.zeros(n), xp.zeros(n, xp.int64),
+                 xp.zeros((n, 5)), xp.zeros((n, _N_COUNTERS), xp.int64))
+
+
+def _run_filter(ev: Event, caps: tuple[int, int, int], found: Found, launch) -> None:
+    """The filter kernel for the seeds (processing positions) in ``launch``, results into ``found``."""
+    if launch.shape[0]:
+        _launch(_filter_kernel(tuple(caps)), launch.shape[0],
+                (_view(ev.seeds._replace(launch=launch)), _view(ev.hits), _view(ev.geo), _view(found)), _THREADS)
+
+
 def filter_seeds(ev: Event, caps: tuple[int, int, int]) -> Found:
     """The filter for every seed of ``ev`` with buffer capacities ``caps`` (branches per seed,
     candidates per surface, measurements per branch; see :func:`capacities`)."""
-    xp = backend.xp()
-    n = ev.seeds.surface.shape[0]
-    found = Found(xp.full(n, -1, xp.int64), xp.zeros((n, caps[2]), xp.int32), xp.zeros(n), xp.zeros(n, xp.int64),
-                  xp.zeros((n, 5)), xp.zeros((n, _N_COUNTERS), xp.int64))
-    if ev.seeds.launch.shape[0]:
-        _launch(_filter_kernel(tuple(caps)), ev.seeds.launch.shape[0],
-                (_view(ev.seeds), _view(ev.hits), _view(ev.geo), _view(found)), _THREADS)
+    found = _new_found(ev.seeds.surface.shape[0], caps)
+    _run_filter(ev, caps, found, ev.seeds.launch)
     return found
 
 
-def _accepted(views: tuple, found: Found, n_meas: int, skip_used: bool) -> tuple[Users, int]:
-    """Seeds whose track the CPU's skip rule keeps (users.accepted), and the rounds it took.
-    ``views``: (found, seeds) as kernel arguments."""
+def chunk_bounds(n: int, fractions=SKIP_CHUNKS) -> list:
+    """End positions of the chunks of ``n`` seeds (increasing fractions of the processing order,
+    the last one 1)."""
+    fractions = tuple(float(f) for f in fractions)
+    if not fractions or fractions[-1] != 1.0 or any(not a < b for a, b in zip((0.0,) + fractions, fractions)):
+        raise TrackingInputError("chunks must be increasing fractions in (0, 1] that end with 1.")
+    return sorted({int(round(f * n)) for f in fractions} - {0})
+
+
+def _chunk_launch(seeds: SeedStates, first, bounds: tuple):
+    """Seeds of the chunk [lo, hi) that the skip rule leaves after the tracks of the earlier
+    chunks (``first``: first accepted user of every measurement), sorted by theta."""
     xp = backend.xp()
-    n = found.n.shape[0]
-    users = Users(xp.empty(n_meas, xp.int64), found.n >= 0, xp.zeros(1, xp.int32))
-    if not skip_used:
-        return users, 0
+    lo, hi = bounds
+    rows = xp.arange(lo, hi)
+    if lo > 0:
+        used = (first[seeds.meas3[lo:hi]] < lo).sum(axis=1)
+        rows = rows[used < seeds.cfg[_SKIP_MIN]]
+    return rows[xp.argsort(seeds.params[rows, 3], kind="stable")]
+
+
+def _settle(views: tuple, users: Users, base, bounds: tuple) -> int:
+    """The skip rule for the seeds of chunk [lo, hi) by fixed-point rounds (the earlier chunks
+    settled, their measurement users in ``base``); returns the rounds. ``views``: (found, seeds,
+    users) as kernel arguments."""
     mark, decide, _ = _dedup_kernels()
-    uview = _view(users)
-    for rounds in range(1, n + 2):  # round r settles seed r - 1 at the latest
-        users.first.fill(n)
+    lo, hi = bounds
+    for rounds in range(1, hi - lo + 2):  # round r settles the chunk's seed r - 1 at the latest
+        users.first[...] = base
         users.changed.fill(0)
-        _launch(mark, n, (views[0], uview))
-        _launch(decide, n, (views[0], views[1], uview))
+        _launch(mark, hi - lo, (views[0], views[2], lo, hi))
+        _launch(decide, hi - lo, (views[0], views[1], views[2], lo, hi))
         if not int(_host(users.changed)[0]):
-            return users, rounds
+            return rounds
     raise AssertionError("the skip rule did not reach its fixed point")  # unreachable: see the loop bound
 
 
-def _emit(found_view: Found, found: Found, users: Users, order, stats: dict) -> Tracks:
+def filter_and_skip(ev: Event, caps: tuple[int, int, int], skip_used: bool, chunks=SKIP_CHUNKS) -> tuple:
+    """The filter and the CPU's skip rule: (found, users, stats).
+
+    Without the rule every seed is filtered. With it the seeds go in chunks of the processing
+    order: a chunk's seeds that the tracks of the earlier chunks already skip are not filtered
+    (the CPU skips them too, as the used measurements only grow), the others are, and the rule
+    then settles the chunk by fixed-point rounds. Any chunking gives the CPU's tracks; chunks
+    of one seed filter exactly the seeds the CPU runs."""
+    xp = backend.xp()
+    n = ev.seeds.surface.shape[0]
+    if not skip_used:
+        found = filter_seeds(ev, caps)
+        return found, Users(xp.zeros(1, xp.int64), found.n >= 0, xp.zeros(1, xp.int32)), {"seeds_run": n,
+                                                                                            "dedup_rounds": 0}
+    found = _new_found(n, caps)
+    users = Users(xp.full(ev.hits.layer.shape[0], n, xp.int64), xp.zeros(n, xp.bool_), xp.zeros(1, xp.int32))
+    base = users.first.copy()
+    views = (_view(found), _view(ev.seeds), _view(users))
+    stats = {"seeds_run": 0, "dedup_rounds": 0}
+    lo = 0
+    for hi in chunk_bounds(n, chunks):
+        launch = _chunk_launch(ev.seeds, base, (lo, hi))
+        stats["seeds_run"] += int(launch.shape[0])
+        _run_filter(ev, caps, found, launch)
+        users.accepted[lo:hi] = found.n[lo:hi] >= 0
+        stats["dedup_rounds"] += _settle(views, users, base, (lo, hi))
+        base = users.first.copy()
+        lo = hi
+    return found, users, stats
+
+
+def _emit(found: Found, users: Users, order, stats: dict) -> Tracks:
     """Accepted tracks in processing order (count -> allocate -> fill)."""
     xp = backend.xp()
     accepted = users.accepted
@@ -926,17 +985,11 @@ def _emit(found_view: Found, found: Found, users: Users, order, stats: dict) -> 
                xp.empty(n_tracks), xp.empty(n_tracks, xp.int64), xp.empty((n_tracks, 5)), xp.empty(n_tracks, xp.int64))
     dst.offsets[n_tracks] = n_total
     if n_tracks:
-        _launch(_dedup_kernels()[2], found.n.shape[0], (found_view, _view(users), _view(dst)))
+        _launch(_dedup_kernels()[2], found.n.shape[0], (_view(found), _view(users), _view(dst)))
+    stats = dict(stats)
     stats.update({name: int(v) for name, v in zip(_COUNTERS, totals[2:])})
     stats["tracks"] = n_tracks
     return Tracks(dst.offsets, dst.meas, dst.chi2, dst.holes, dst.params, dst.seed, stats)
-
-
-def deduplicate(ev: Event, found: Found, order, skip_used: bool) -> Tracks:
-    """The CPU's skip rule over the filtered seeds, then the accepted tracks (:class:`Tracks`)."""
-    views = (_view(found), _view(ev.seeds))
-    users, rounds = _accepted(views, found, ev.hits.layer.shape[0], skip_used)
-    return _emit(views[0], found, users, order, {"seeds_run": int(found.n.shape[0]), "dedup_rounds": rounds})
 
 
 def _report_overflow(stats: dict) -> None:
@@ -958,8 +1011,10 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
     afterwards), ``dedup_rounds`` and ``tracks``.
     """
     caps = capacities(config)
+    chunks = options.pop("chunks", SKIP_CHUNKS)
     order, ev = prepare(params, seed_measurements, meas, config, **options)
-    tracks = deduplicate(ev, filter_seeds(ev, caps), order, bool(config.skip_used_seeds))
+    found, users, stats = filter_and_skip(ev, caps, bool(config.skip_used_seeds), chunks)
+    tracks = _emit(found, users, order, stats)
     _report_overflow(tracks.stats)
     return tracks
 

@@ -62,27 +62,51 @@ def _plane(c, w):
     return np.concatenate([c, u, v, w])
 
 
-def test_bound_propagation_jacobian_matches_central_differences():
-    src = _plane([30.0, 5.0, 10.0], [1.0, 0.1, 0.0])
-    dst = _plane([150.0, 40.0, 60.0], [1.0, 0.3, 0.05])
-    p = np.array([0.2, -0.4, 0.25, 1.2, -0.8])
-    out = np.empty(5)
-    jac = np.empty(25)
-    s = propagate_bound_jacobian(p, 2.0, src, dst, out, jac, np.empty(5), np.empty(5))
-    assert s > 0
+def _central_differences(p, src, dst, bz=2.0):
     ref = np.empty((5, 5))
     for j in range(5):
-        h = 1e-5
-        pp = p.copy()
-        pm = p.copy()
+        h = 1e-6 if j < 4 else 1e-6 * max(abs(p[4]), 1.0)
+        a, b = np.empty(5), np.empty(5)
+        pp, pm = p.copy(), p.copy()
         pp[j] += h
         pm[j] -= h
-        a = np.empty(5)
-        b = np.empty(5)
-        propagate_bound(pp, 2.0, src, dst, a)
-        propagate_bound(pm, 2.0, src, dst, b)
-        ref[:, j] = (a - b) / (2 * h)
-    np.testing.assert_allclose(jac.reshape(5, 5), ref, rtol=2e-3, atol=2e-5)
+        propagate_bound(pp, bz, src, dst, a)
+        propagate_bound(pm, bz, src, dst, b)
+        d = a - b
+        d[2] = (d[2] + math.pi) % (2 * math.pi) - math.pi
+        ref[:, j] = d / (2 * h)
+    return ref
+
+
+@pytest.mark.parametrize("case", [
+    # barrel-like planes, curling tracks of both charges, a straight track, a disk plane, phi near pi
+    ([30.0, 5.0, 10.0], [1.0, 0.1, 0.0], [150.0, 40.0, 60.0], [1.0, 0.3, 0.05], [0.2, -0.4, 0.25, 1.2, -0.8]),
+    ([30.0, 5.0, 10.0], [1.0, 0.1, 0.0], [150.0, 40.0, 60.0], [1.0, 0.3, 0.05], [0.2, -0.4, 0.25, 1.2, 0.8]),
+    ([30.0, 5.0, 10.0], [1.0, 0.1, 0.0], [150.0, 40.0, 60.0], [1.0, 0.3, 0.05], [0.2, -0.4, 0.25, 1.2, 1e-7]),
+    ([30.0, 5.0, 10.0], [1.0, 0.1, 0.0], [150.0, 40.0, 60.0], [1.0, 0.3, 0.05], [0.2, -0.4, 0.25, 1.2, 6.0]),
+    ([30.0, 0.0, 100.0], [1.0, 0.0, 0.0], [60.0, 10.0, 600.0], [0.0, 0.0, 1.0], [0.1, 0.3, 0.1, 0.2, -2.0]),
+    ([-30.0, 0.5, 10.0], [-1.0, 0.0, 0.0], [-90.0, -3.0, 40.0], [-1.0, -0.1, 0.2], [0.0, 0.0, 3.1, 1.4, 1.5]),
+])
+def test_bound_propagation_jacobian_matches_central_differences(case):
+    c_src, w_src, c_dst, w_dst, params = case
+    src, dst = _plane(c_src, w_src), _plane(c_dst, w_dst)
+    p = np.array(params, float)
+    out = np.empty(5)
+    jac = np.empty(25)
+    s = propagate_bound_jacobian(p, 2.0, src, dst, out, jac)
+    assert s > 0
+    nominal = np.empty(5)
+    assert propagate_bound(p, 2.0, src, dst, nominal) == s
+    np.testing.assert_array_equal(out, nominal)
+    np.testing.assert_allclose(jac.reshape(5, 5), _central_differences(p, src, dst), rtol=1e-5, atol=1e-6)
+
+
+def test_bound_propagation_jacobian_fails_like_the_propagation():
+    src = _plane([30.0, 5.0, 10.0], [1.0, 0.1, 0.0])
+    dst = _plane([150.0, 40.0, 60.0], [0.0, 0.0, 1.0])
+    p = np.array([0.0, 0.0, 0.25, 0.5 * math.pi, 0.5])  # moves parallel to the destination plane
+    jac = np.full(25, 7.0)
+    assert math.isnan(propagate_bound_jacobian(p, 2.0, src, dst, np.empty(5), jac))
 
 
 def test_kalman_update_matches_dense_reference():

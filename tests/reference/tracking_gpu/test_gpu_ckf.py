@@ -104,7 +104,10 @@ def test_tracks_equal_the_cpu_tracks(small, name):
     assert len(cpu) >= 30
     _assert_same_tracks(dev, cpu)
     assert dev.stats["tracks"] == len(cpu)
-    assert dev.stats["seeds_run"] == len(params) >= cpu.stats["seeds_run"]
+    if config.skip_used_seeds:
+        assert cpu.stats["seeds_run"] <= dev.stats["seeds_run"] < len(params)
+    else:
+        assert dev.stats["seeds_run"] == len(params) == cpu.stats["seeds_run"]
     assert dev.stats["branch_steps"] >= cpu.stats["branch_steps"]
     assert dev.stats["window_overflow"] == dev.stats["track_overflow"] == 0
     assert (dev.stats["dedup_rounds"] >= 2) == config.skip_used_seeds  # seeds on found tracks were skipped
@@ -119,6 +122,26 @@ def test_the_skip_rule_follows_the_processing_order(tiny):
         dev = gpu.find_tracks(params, seed_meas, tiny.measurements, seed_order=seed_order, grid=grid)
         assert len(cpu) >= 3
         _assert_same_tracks(dev, cpu)
+
+
+def test_any_chunking_of_the_skip_rule_gives_the_cpu_tracks(small):
+    """One chunk filters every seed; chunks of one seed filter exactly the seeds the CPU runs, with
+    its branch steps; tracks equal the CPU's for every chunking, and more chunks filter fewer seeds."""
+    params, seed_meas, order = _inputs(small)
+    grid = cpu_grid(small.measurements)
+    cpu = cpu_find_tracks(params, seed_meas, small.measurements, seed_order=order, grid=grid)
+    n = len(params)
+    runs = []
+    for chunks in ((1.0,), (0.5, 1.0), gpu.SKIP_CHUNKS, tuple((k + 1) / n for k in range(n))):
+        dev = gpu.find_tracks(params, seed_meas, small.measurements, seed_order=order, grid=grid, chunks=chunks)
+        _assert_same_tracks(dev, cpu)
+        runs.append(dev.stats["seeds_run"])
+    assert runs[0] == n and runs == sorted(runs, reverse=True) and runs[-1] < runs[0]
+    assert runs[-1] == cpu.stats["seeds_run"] and dev.stats["branch_steps"] == cpu.stats["branch_steps"]
+    assert gpu.chunk_bounds(10, (0.125, 0.25, 0.5, 1.0)) == [1, 2, 5, 10]
+    for bad in ((), (0.5,), (0.5, 0.25, 1.0), (0.0, 1.0)):
+        with pytest.raises(TrackingInputError, match="increasing fractions"):
+            gpu.chunk_bounds(10, bad)
 
 
 def test_canonical_order_sorts_tracks_by_seed(small):
