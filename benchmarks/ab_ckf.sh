@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of the GPU CKF: the working tree against the tree at REF (default HEAD), in alternating
 # rounds on one machine, each with bench_tracking_gpu_ckf.py (one mu = 200 event). The working
-# tree's run also times the chunkings of the skip rule.
+# tree's run also times variants of the skip rule's chunks and of the filter threads.
 # Usage (device tool): bash benchmarks/ab_ckf.sh [ROUNDS [REF]]   (results under $OUT/ab-ckf/)
 set -u
 rounds=${1:-1}
@@ -24,8 +24,9 @@ print(" ckf", round(e["gpu_ckf_ms"]["median"], 2), "ms; prebuilt grid", round(e[
       "ms; cpu", round(e["cpu_ckf_ms"]["median"], 1), "ms;", e["stats"])
 print(" steps", {k: round(v["median"], 3) for k, v in e["gpu_steps_ms"].items()})
 print(" agreement", e["agreement"])
-for name, v in e.get("gpu_chunkings", {}).items():
-    print(" chunking", name, round(v["ms"]["median"], 2), "ms", {k: v[k] for k in ("seeds_run", "branch_steps", "dedup_rounds", "tracks")})
+for name, v in e.get("gpu_variants", {}).items():
+    print(" variant", name, round(v["ms"]["median"], 2), "ms", {k: v[k] for k in ("seeds_run", "branch_steps", "dedup_rounds", "tracks")})
+print("\n".join(e.get("host_profile", [])[:45]))
 PY
   done
 done

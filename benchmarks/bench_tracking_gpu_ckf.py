@@ -9,8 +9,9 @@ tracks); these inputs are copied to the device once. After warm-up, ``find_track
 with CUDA events (``cupy.cuda.Event``) around the call over ``--repeats`` runs, with the
 measurement grid built inside the call (as the chain's stage does) and prebuilt, and its steps
 (device tables and grid, filter kernel with the skip rule, output) are timed the same way, as is
-``find_tracks`` for several chunkings of the skip rule (with the seeds each filters, their branch
-steps and the fixed-point rounds). The CPU CKF (numba, one thread) is timed on the same machine.
+``find_tracks`` for several chunkings of the skip rule and numbers of filter threads (with the
+seeds each filters, their branch steps and the fixed-point rounds); the host's cProfile of five
+calls. The CPU CKF (numba, one thread) is timed on the same machine.
 Agreement with the CPU: tracks with the same measurements per seed, traccc's matching rate
 (``compare_tracks``) and the track efficiency of both after the (CPU) ambiguity resolution.
 Prints one JSON object (median, IQR, min and max in ms) and writes it to ``--out``.
@@ -92,26 +93,48 @@ def filter_variants(cp, args_dev, config, repeats: int) -> dict:
     return out
 
 
-CHUNKINGS = {"one chunk": (1.0,), "halves": (0.5, 1.0), "default": None,
-             "five, geometric": (0.0625, 0.125, 0.25, 0.5, 1.0), "eight equal": tuple((k + 1) / 8 for k in range(8))}
+VARIANTS = {"one chunk": ((1.0,), None), "halves": ((0.5, 1.0), None), "quarters, geometric": ((0.25, 0.5, 1.0), None),
+            "four, geometric": ((0.125, 0.25, 0.5, 1.0), None), "32768 filter threads": ((1.0,), 32768),
+            "16384 filter threads": ((1.0,), 16384), "8192 filter threads": ((1.0,), 8192),
+            "halves, 16384 filter threads": ((0.5, 1.0), 16384)}
 
 
-def chunk_variants(cp, args_dev, config, grid, repeats: int) -> dict:
-    """CUDA-event times of find_tracks (grid prebuilt) for several chunkings of the skip rule, with
-    the seeds each filters, their branch steps and the fixed-point rounds."""
+def variants(cp, args_dev, config, grid, repeats: int) -> dict:
+    """CUDA-event times of find_tracks (grid prebuilt) for several chunkings of the skip rule and
+    numbers of filter threads, with the seeds each filters, their branch steps and the
+    fixed-point rounds."""
     from reference.tracking.gpu import ckf as gc
     out = {}
-    for name, chunks in CHUNKINGS.items():
-        chunks = gc.SKIP_CHUNKS if chunks is None else chunks
+    default = gc.FILTER_THREADS
+    for name, (chunks, threads) in VARIANTS.items():
+        gc.FILTER_THREADS = threads
 
         def run(chunks=chunks):
             return gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], config, seed_order=args_dev[3], grid=grid,
                                   chunks=chunks)
 
         stats = run().stats
-        out[name] = {"chunks": list(chunks), "ms": summarize_ms(timed(cp, run, repeats)),
+        out[name] = {"chunks": list(chunks), "filter_threads": threads, "ms": summarize_ms(timed(cp, run, repeats)),
                      **{k: stats[k] for k in ("seeds_run", "branch_steps", "dedup_rounds", "tracks")}}
+    gc.FILTER_THREADS = default
     return out
+
+
+def host_profile(args_dev, config, calls: int = 5) -> list:
+    """The host's cProfile of ``calls`` find_tracks calls (grid built inside): the 30 functions with
+    the most own time, as text lines."""
+    import cProfile
+    import io
+    import pstats
+    from reference.tracking.gpu import ckf as gc
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(calls):
+        gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], config, seed_order=args_dev[3])
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
+    return text.getvalue().splitlines()
 
 
 def agreement(event, res, gpu_tracks) -> dict:
@@ -167,7 +190,8 @@ def bench_event(cp, event, res, args) -> dict:
             "gpu_ckf_prebuilt_grid_ms": summarize_ms(timed(cp, with_grid, args.repeats)),
             "gpu_steps_ms": step_times(cp, args_dev, config, args.repeats),
             "gpu_filter_variants_ms": filter_variants(cp, args_dev, config, args.repeats),
-            "gpu_chunkings": chunk_variants(cp, args_dev, config, grid, args.repeats),
+            "gpu_variants": variants(cp, args_dev, config, grid, args.repeats),
+            "host_profile": host_profile(args_dev, config),
             "agreement": agreement(event, res, tracks)}
 
 

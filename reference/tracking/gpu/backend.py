@@ -8,6 +8,7 @@ itself (16 versus 41 us per launch measured on an H100).
 
 from __future__ import annotations
 
+import ctypes
 import os
 from functools import lru_cache
 from types import ModuleType
@@ -120,3 +121,87 @@ def synchronize() -> None:
         import cupy  # pylint: disable=import-outside-toplevel
 
         cupy.cuda.get_current_stream().synchronize()
+
+
+# ---------------------------------------------------------------- launches
+
+_COMPILED: dict = {}
+
+
+def _type_key(arg):
+    """What numba's typing of a launch argument depends on, cheaply: array dtype, dimensions and
+    C-contiguity, recursively for tuples; the type for scalars."""
+    if isinstance(arg, tuple):
+        return tuple(_type_key(a) for a in arg)
+    if hasattr(arg, "dtype") and hasattr(arg, "ndim"):
+        return arg.dtype.str, arg.ndim, bool(arg.flags.c_contiguous)
+    return type(arg)
+
+
+def _flat_args(arg, out: list) -> None:
+    """numba's kernel-argument layout of ``arg``: an array is (meminfo, parent, size, itemsize,
+    data pointer, shape..., strides in bytes...), a tuple its fields in order, a float a double
+    and an int an int64 (numba's typing of Python scalars)."""
+    if isinstance(arg, tuple):
+        for a in arg:
+            _flat_args(a, out)
+    elif hasattr(arg, "data") and hasattr(arg, "strides"):
+        out.extend((0, 0, arg.size, arg.itemsize, arg.data.ptr, *arg.shape, *arg.strides))
+    elif isinstance(arg, float):
+        out.append(ctypes.c_double(arg))
+    else:
+        out.append(ctypes.c_int64(arg))
+
+
+def _direct_launcher(kernel, args):
+    """A function launching the kernel compiled for ``args`` (xp arrays, tuples, scalars)
+    without numba's per-call typing and argument wrapping (about 20 us per array), or None if
+    numba's internals differ from those it was written for (numba-cuda 0.30)."""
+    try:
+        from numba.cuda import dispatcher  # pylint: disable=import-outside-toplevel
+
+        compiled = kernel.overloads[tuple(kernel.typeof_pyval(view_arg(a)) for a in args)]
+        function = compiled._codelibrary.get_cufunc().kernel  # pylint: disable=protected-access
+        make_config, core_launch = dispatcher.LaunchConfig, dispatcher.launch
+    except (AttributeError, ImportError, KeyError):
+        return None
+
+    def run(launch_config, arguments):
+        flat: list = []
+        for a in arguments:
+            _flat_args(a, flat)
+        config = make_config(grid=launch_config[0], block=launch_config[1], shmem_size=0)
+        core_launch(launch_config[2], config, function, *flat)
+
+    return run
+
+
+def launch(kernel, n: int, *args, threads: int = 256) -> None:
+    """Launch ``kernel`` over n threads (blocks of ``threads``) with ``args``: xp arrays, named
+    tuples of them, scalars.
+
+    The first launch for given argument types goes through numba's dispatch (which compiles);
+    later ones on a GPU call the compiled kernel directly on the current stream (see
+    :func:`_direct_launcher` and :func:`stream`); under the simulator numba runs the kernel."""
+    launch_config = blocks(n, threads)
+    if simulated():
+        kernel[launch_config](*args)
+        return
+    key = (kernel, _type_key(args))
+    run = _COMPILED.get(key)
+    if run is not None:
+        run(launch_config, args)
+        return
+    kernel[launch_config](*(view_arg(a) for a in args))
+    run = _direct_launcher(kernel, args)
+    if run is not None:
+        _COMPILED[key] = run
+
+
+def view_arg(arg):
+    """A launch argument in numba's kernel-argument form: device views of xp arrays, also inside
+    tuples (same tuple type)."""
+    if isinstance(arg, tuple):
+        fields = [view_arg(a) for a in arg]
+        return type(arg)(*fields) if hasattr(arg, "_fields") else tuple(fields)
+    return kernel_arg(arg) if hasattr(arg, "dtype") else arg

@@ -61,7 +61,10 @@ from reference.tracking.spacepoints import Measurements
 
 _THREADS = 64  # threads per block of the filter kernel (large per-thread state)
 # ends of the chunks of the processing order that the skip rule settles one after the other
-SKIP_CHUNKS = (0.125, 0.25, 0.5, 1.0)
+SKIP_CHUNKS = (1.0,)
+# most filter threads launched (None: one per seed); each thread takes the next seed of the launch
+# list when it is done with one
+FILTER_THREADS: int | None = None
 
 # configuration vector, in the CPU's order
 (_BZ, _CHI2_MAX, _B_SURF, _B_SEED, _MAX_HOLES, _MAX_CONSEC, _MAX_STEPS, _MIN_MEAS, _MIN_P, _N_SIGMA, _MARGIN,
@@ -674,10 +677,7 @@ def _filter_kernel(caps: tuple[int, int, int]):
     nb, nc, cap = caps
 
     @cuda.jit
-    def ckf_seeds(seeds, hits, geo, out):
-        thread = cuda.grid(1)
-        if thread >= seeds.launch.shape[0]:
-            return
+    def ckf_seeds(seeds, hits, geo, out, counter):
         w = Work(cuda.local.array((2, nb, 5), f8), cuda.local.array((2, nb, 25), f8),
                  cuda.local.array((2, nb, 12), f8), cuda.local.array((2, nb, 4), i8), cuda.local.array((2, nb, 2), f8),
                  cuda.local.array((2, nb, cap), i4), cuda.local.array(5, f8), cuda.local.array(5, f8),
@@ -687,10 +687,13 @@ def _filter_kernel(caps: tuple[int, int, int]):
                  cuda.local.array((nc, 5), f8), cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4),
                  cuda.local.array(5, f8), cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8),
                  cuda.local.array(_N_COUNTERS, i8))
-        si = seeds.launch[thread]
         ev = Event(seeds, hits, geo)
-        track_seed(ev, w, si)
-        _store(ev, w, out, si)
+        k = cuda.atomic.add(counter, 0, 1)
+        while k < seeds.launch.shape[0]:  # the next seed of the launch list, for whichever thread is free
+            si = seeds.launch[k]
+            track_seed(ev, w, si)
+            _store(ev, w, out, si)
+            k = cuda.atomic.add(counter, 0, 1)
 
     return ckf_seeds
 
@@ -746,13 +749,6 @@ def _host(a) -> np.ndarray:
     return a if isinstance(a, np.ndarray) else a.get()
 
 
-def _view(product):
-    """The product's arrays in kernel-argument form (same tuple type)."""
-    return type(product)(*(backend.kernel_arg(a) for a in product))
-
-
-def _launch(kernel, n: int, args, threads: int = 256) -> None:
-    kernel[backend.blocks(n, threads)](*args)
 
 
 def _measurement_geometry(meas: Measurements):
@@ -778,7 +774,7 @@ def _layer_bounds(meas: Measurements, c2) -> LayerBounds:
                          xp.asarray(meas.var1, dtype=xp.float64), xp.array(layers.lo_mm, dtype=xp.float64),
                          xp.array(layers.hi_mm, dtype=xp.float64), xp.zeros(len(layers)))
     if c2.shape[0]:
-        _launch(_bounds_kernel(), c2.shape[0], (_view(bounds),))
+        backend.launch(_bounds_kernel(), c2.shape[0], bounds)
     return bounds
 
 
@@ -891,8 +887,10 @@ def _new_found(n: int, caps: tuple[int, int, int]) -> Found:
 def _run_filter(ev: Event, caps: tuple[int, int, int], found: Found, launch) -> None:
     """The filter kernel for the seeds (processing positions) in ``launch``, results into ``found``."""
     if launch.shape[0]:
-        _launch(_filter_kernel(tuple(caps)), launch.shape[0],
-                (_view(ev.seeds._replace(launch=launch)), _view(ev.hits), _view(ev.geo), _view(found)), _THREADS)
+        xp = backend.xp()
+        threads = launch.shape[0] if FILTER_THREADS is None else min(launch.shape[0], FILTER_THREADS)
+        backend.launch(_filter_kernel(tuple(caps)), threads, ev.seeds._replace(launch=launch), ev.hits, ev.geo, found,
+                       xp.zeros(1, xp.int64), threads=_THREADS)
 
 
 def filter_seeds(ev: Event, caps: tuple[int, int, int]) -> Found:
@@ -924,17 +922,16 @@ def _chunk_launch(seeds: SeedStates, first, bounds: tuple):
     return rows[xp.argsort(seeds.params[rows, 3], kind="stable")]
 
 
-def _settle(views: tuple, users: Users, base, bounds: tuple) -> int:
+def _settle(found: Found, seeds: SeedStates, users: Users, base, bounds: tuple) -> int:
     """The skip rule for the seeds of chunk [lo, hi) by fixed-point rounds (the earlier chunks
-    settled, their measurement users in ``base``); returns the rounds. ``views``: (found, seeds,
-    users) as kernel arguments."""
+    settled, their measurement users in ``base``); returns the rounds."""
     mark, decide, _ = _dedup_kernels()
     lo, hi = bounds
     for rounds in range(1, hi - lo + 2):  # round r settles the chunk's seed r - 1 at the latest
         users.first[...] = base
         users.changed.fill(0)
-        _launch(mark, hi - lo, (views[0], views[2], lo, hi))
-        _launch(decide, hi - lo, (views[0], views[1], views[2], lo, hi))
+        backend.launch(mark, hi - lo, found, users, lo, hi)
+        backend.launch(decide, hi - lo, found, seeds, users, lo, hi)
         if not int(_host(users.changed)[0]):
             return rounds
     raise AssertionError("the skip rule did not reach its fixed point")  # unreachable: see the loop bound
@@ -957,7 +954,6 @@ def filter_and_skip(ev: Event, caps: tuple[int, int, int], skip_used: bool, chun
     found = _new_found(n, caps)
     users = Users(xp.full(ev.hits.layer.shape[0], n, xp.int64), xp.zeros(n, xp.bool_), xp.zeros(1, xp.int32))
     base = users.first.copy()
-    views = (_view(found), _view(ev.seeds), _view(users))
     stats = {"seeds_run": 0, "dedup_rounds": 0}
     lo = 0
     for hi in chunk_bounds(n, chunks):
@@ -965,7 +961,7 @@ def filter_and_skip(ev: Event, caps: tuple[int, int, int], skip_used: bool, chun
         stats["seeds_run"] += int(launch.shape[0])
         _run_filter(ev, caps, found, launch)
         users.accepted[lo:hi] = found.n[lo:hi] >= 0
-        stats["dedup_rounds"] += _settle(views, users, base, (lo, hi))
+        stats["dedup_rounds"] += _settle(found, ev.seeds, users, base, (lo, hi))
         base = users.first.copy()
         lo = hi
     return found, users, stats
@@ -985,7 +981,7 @@ def _emit(found: Found, users: Users, order, stats: dict) -> Tracks:
                xp.empty(n_tracks), xp.empty(n_tracks, xp.int64), xp.empty((n_tracks, 5)), xp.empty(n_tracks, xp.int64))
     dst.offsets[n_tracks] = n_total
     if n_tracks:
-        _launch(_dedup_kernels()[2], found.n.shape[0], (_view(found), _view(users), _view(dst)))
+        backend.launch(_dedup_kernels()[2], found.n.shape[0], found, users, dst)
     stats = dict(stats)
     stats.update({name: int(v) for name, v in zip(_COUNTERS, totals[2:])})
     stats["tracks"] = n_tracks

@@ -20,7 +20,6 @@ from numba import cuda  # kernels must name numba.cuda as a module global (the s
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import EstimationConfig, TrackParameters, estimate_from_three_points, seed_covariance
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.seeding import launch
 from reference.tracking.seeding import Seeds
 from reference.tracking.spacepoints import Measurements, Spacepoints
 
@@ -101,7 +100,7 @@ def estimate_track_parameters(seeds: Seeds, sp: Spacepoints, meas: Measurements,
     out = SeedOutputs(xp.empty((n, 5), real), xp.empty((n, 25), real), xp.empty(n, xp.int64),
                       xp.empty(n, xp.bool_), sigmas)
     if n:
-        launch(_kernel(dtype), n, _inputs(seeds, sp, meas), out)
+        backend.launch(_kernel(dtype), n, _inputs(seeds, sp, meas), out)
     if n == 0 or bool(out.ok.all()):
         return TrackParameters(out.params, out.cov, out.surface), out.ok
     return TrackParameters(out.params[out.ok], out.cov[out.ok], out.surface[out.ok]), out.ok

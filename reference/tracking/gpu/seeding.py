@@ -40,7 +40,6 @@ those helpers accepts. Kernels run on the default stream of the current device (
 
 from __future__ import annotations
 
-import ctypes
 import math
 from collections import namedtuple
 from functools import lru_cache
@@ -662,87 +661,6 @@ def _emit_kernel(dtype: str):
 
 # ---------------------------------------------------------------- launches
 
-_COMPILED: dict = {}
-
-
-def _type_key(arg):
-    """What numba's typing of a launch argument depends on, cheaply: array dtype, dimensions and
-    C-contiguity, recursively for tuples; the type for scalars."""
-    if isinstance(arg, tuple):
-        return tuple(_type_key(a) for a in arg)
-    if hasattr(arg, "dtype") and hasattr(arg, "ndim"):
-        return arg.dtype.str, arg.ndim, bool(arg.flags.c_contiguous)
-    return type(arg)
-
-
-def _flat_args(arg, out: list) -> None:
-    """numba's kernel-argument layout of ``arg``: an array is (meminfo, parent, size, itemsize,
-    data pointer, shape..., strides in bytes...), a tuple its fields in order, a float a double
-    and an int an int64 (numba's typing of Python scalars)."""
-    if isinstance(arg, tuple):
-        for a in arg:
-            _flat_args(a, out)
-    elif hasattr(arg, "data") and hasattr(arg, "strides"):
-        out.extend((0, 0, arg.size, arg.itemsize, arg.data.ptr, *arg.shape, *arg.strides))
-    elif isinstance(arg, float):
-        out.append(ctypes.c_double(arg))
-    else:
-        out.append(ctypes.c_int64(arg))
-
-
-def _direct_launcher(kernel, args):
-    """A function launching the kernel compiled for ``args`` (xp arrays, tuples, scalars)
-    without numba's per-call typing and argument wrapping (about 20 us per array), or None if
-    numba's internals differ from those it was written for (numba-cuda 0.30)."""
-    try:
-        from numba.cuda import dispatcher  # pylint: disable=import-outside-toplevel
-
-        compiled = kernel.overloads[tuple(kernel.typeof_pyval(view_arg(a)) for a in args)]
-        function = compiled._codelibrary.get_cufunc().kernel  # pylint: disable=protected-access
-        make_config, core_launch = dispatcher.LaunchConfig, dispatcher.launch
-    except (AttributeError, ImportError, KeyError):
-        return None
-
-    def run(launch_config, arguments):
-        flat: list = []
-        for a in arguments:
-            _flat_args(a, flat)
-        config = make_config(grid=launch_config[0], block=launch_config[1], shmem_size=0)
-        core_launch(launch_config[2], config, function, *flat)
-
-    return run
-
-
-def launch(kernel, n: int, *args) -> None:
-    """Launch ``kernel`` over n threads with ``args``: xp arrays, named tuples of them, scalars.
-
-    The first launch for given argument types goes through numba's dispatch (which compiles);
-    later ones on a GPU call the compiled kernel directly on the current stream (see
-    :func:`_direct_launcher` and :func:`backend.stream`); under the simulator numba runs the kernel."""
-    launch_config = backend.blocks(n)
-    if backend.simulated():
-        kernel[launch_config](*args)
-        return
-    key = (kernel, _type_key(args))
-    run = _COMPILED.get(key)
-    if run is not None:
-        run(launch_config, args)
-        return
-    kernel[launch_config](*(view_arg(a) for a in args))
-    run = _direct_launcher(kernel, args)
-    if run is not None:
-        _COMPILED[key] = run
-
-
-def view_arg(arg):
-    """A launch argument in numba's kernel-argument form: device views of xp arrays, also inside
-    tuples (same tuple type)."""
-    if isinstance(arg, tuple):
-        fields = [view_arg(a) for a in arg]
-        return type(arg)(*fields) if hasattr(arg, "_fields") else tuple(fields)
-    return backend.kernel_arg(arg) if hasattr(arg, "dtype") else arg
-
-
 # ---------------------------------------------------------------- host steps
 
 def _host_ints(a) -> list:
@@ -765,7 +683,7 @@ def build_grid(sp: Spacepoints, config: SeedingConfig, dtype: str) -> tuple[Poin
     binned = Binned(xp.empty((6, n), real), xp.empty((2, n), real), xp.empty(n, xp.int64), xp.empty(n, xp.float64))
     raw = RawPoints(*(xp.asarray(a) for a in (sp.x, sp.y, sp.z, sp.var_r, sp.var_z)))
     c = _device_parameters(config, dtype).copy()
-    launch(_grid_kernel(), n, raw, binned, c)
+    backend.launch(_grid_kernel(), n, raw, binned, c)
     order = xp.argsort(binned.key, kind="stable")
     bin_start = xp.searchsorted(binned.cell[order], xp.arange(n_phi * n_z + 1))
     c[_R_SP_MIN:] = binned.r_keys.min(axis=1)
@@ -791,8 +709,8 @@ def find_doublets(pts: Points, dtype: str) -> tuple[Doublets, int]:
     buf = ScanBuffer(xp.empty(6 * n * _DOUBLET_SLOTS, xp.int64), xp.empty(6 * n * _DOUBLET_SLOTS, real),
                      xp.empty((3, 3 * n), real), 0)
     cnt = xp.zeros((2, n, 3), dtype=xp.int64)  # [1]: tops, [0]: bottoms, as the side index
-    launch(count, 3 * n, pts, cnt, buf, 1)
-    launch(count, 3 * n, pts, cnt, buf, 0)
+    backend.launch(count, 3 * n, pts, cnt, buf, 1)
+    backend.launch(count, 3 * n, pts, cnt, buf, 0)
     off = xp.zeros((2, 3 * n + 1), dtype=xp.int64)  # [0]: tops, [1]: bottoms
     xp.cumsum(cnt[::-1].reshape(2, 3 * n), axis=1, out=off[:, 1:])
     n_top, n_bot, n_region, most = _host_ints(xp.concatenate((off[:, 3 * n], pts.bin_start[-1:],
@@ -804,7 +722,7 @@ def find_doublets(pts: Points, dtype: str) -> tuple[Doublets, int]:
     dbl = Doublets(off, xp.empty(n_top, xp.int64), xp.empty(n_top, real), xp.empty(n_bot, xp.int64),
                    xp.empty(n_bot, real), xp.empty(n_bot, xp.int64), xp.zeros((3, n), real))
     if n_bot:
-        launch(fill, 6 * n, pts, dbl, buf)
+        backend.launch(fill, 6 * n, pts, dbl, buf)
     return dbl, n_region
 
 
@@ -821,14 +739,14 @@ def find_triplets(pts: Points, dbl: Doublets, dtype: str) -> Triplets:
         cand = Candidates(xp.empty(n_bot * _TRIPLET_SLOTS, xp.int64), xp.empty(n_bot * _TRIPLET_SLOTS, real),
                           xp.empty(n_bot * _TRIPLET_SLOTS, real))
         cnt = xp.empty(n_bot, dtype=xp.int64)
-        launch(count, n_bot, pts, dbl, cand, cnt)
+        backend.launch(count, n_bot, pts, dbl, cand, cnt)
         xp.cumsum(cnt, out=off[1:])
         n_trip = _host_ints(off[-1:])[0]
     trip = Triplets(off, xp.empty(n_trip, xp.int64), xp.empty(n_trip, xp.int64), xp.empty(n_trip, real),
                     xp.empty(n_trip, real), xp.empty(n_trip, real), xp.empty(n_trip, xp.bool_))
     if n_trip:
-        launch(fill, n_bot, pts, dbl, trip, cand)
-        launch(weigh, n_trip, pts, dbl, trip)
+        backend.launch(fill, n_bot, pts, dbl, trip, cand)
+        backend.launch(weigh, n_trip, pts, dbl, trip)
     return trip
 
 
@@ -839,7 +757,7 @@ def select_seeds(pts: Points, dbl: Doublets, trip: Triplets, config: SeedingConf
     cap = config.max_seeds_per_middle
     slots = Slots(xp.full(n * cap, -1, dtype=xp.int64), xp.zeros(n * cap, _PRECISIONS[dtype]))
     if trip.top.shape[0]:
-        launch(_selection_kernel(), n, pts, dbl, trip, slots)
+        backend.launch(_selection_kernel(), n, pts, dbl, trip, slots)
     return slots
 
 
@@ -852,7 +770,7 @@ def seeds_from_slots(pts: Points, dbl: Doublets, trip: Triplets, slots: Slots, o
     out = SeedColumns(xp.empty(n, xp.int64), xp.empty(n, xp.int64), xp.empty(n, xp.int64),
                       xp.empty(n, slots.weight.dtype), xp.empty(n, slots.weight.dtype))
     if n:
-        launch(_emit_kernel(slots.weight.dtype.name), n, pts, dbl, trip, (slots.trip, kept, order), out)
+        backend.launch(_emit_kernel(slots.weight.dtype.name), n, pts, dbl, trip, (slots.trip, kept, order), out)
     return out
 
 

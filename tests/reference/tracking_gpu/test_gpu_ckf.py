@@ -105,7 +105,7 @@ def test_tracks_equal_the_cpu_tracks(small, name):
     _assert_same_tracks(dev, cpu)
     assert dev.stats["tracks"] == len(cpu)
     if config.skip_used_seeds:
-        assert cpu.stats["seeds_run"] <= dev.stats["seeds_run"] < len(params)
+        assert cpu.stats["seeds_run"] <= dev.stats["seeds_run"] <= len(params)
     else:
         assert dev.stats["seeds_run"] == len(params) == cpu.stats["seeds_run"]
     assert dev.stats["branch_steps"] >= cpu.stats["branch_steps"]
@@ -132,7 +132,7 @@ def test_any_chunking_of_the_skip_rule_gives_the_cpu_tracks(small):
     cpu = cpu_find_tracks(params, seed_meas, small.measurements, seed_order=order, grid=grid)
     n = len(params)
     runs = []
-    for chunks in ((1.0,), (0.5, 1.0), gpu.SKIP_CHUNKS, tuple((k + 1) / n for k in range(n))):
+    for chunks in ((1.0,), (0.5, 1.0), (0.125, 0.25, 0.5, 1.0), tuple((k + 1) / n for k in range(n))):
         dev = gpu.find_tracks(params, seed_meas, small.measurements, seed_order=order, grid=grid, chunks=chunks)
         _assert_same_tracks(dev, cpu)
         runs.append(dev.stats["seeds_run"])
@@ -142,6 +142,20 @@ def test_any_chunking_of_the_skip_rule_gives_the_cpu_tracks(small):
     for bad in ((), (0.5,), (0.5, 0.25, 1.0), (0.0, 1.0)):
         with pytest.raises(TrackingInputError, match="increasing fractions"):
             gpu.chunk_bounds(10, bad)
+
+
+def test_fewer_filter_threads_than_seeds_take_every_seed(tiny, monkeypatch):
+    """Three filter threads take the seeds one after the other: the CPU's tracks and every seed's
+    counters, as with one thread per seed."""
+    params, seed_meas, order = _inputs(tiny)
+    config = CkfConfig(skip_used_seeds=False)
+    cpu = cpu_find_tracks(params, seed_meas, tiny.measurements, config, seed_order=order)
+    one_each = gpu.find_tracks(params, seed_meas, tiny.measurements, config, seed_order=order)
+    monkeypatch.setattr(gpu, "FILTER_THREADS", 3)
+    three = gpu.find_tracks(params, seed_meas, tiny.measurements, config, seed_order=order)
+    assert len(params) > 3 * 5
+    _assert_same_tracks(three, cpu)
+    assert three.stats == one_each.stats
 
 
 def test_canonical_order_sorts_tracks_by_seed(small):
