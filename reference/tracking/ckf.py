@@ -27,7 +27,8 @@ from numba import njit
 
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, Layers, LayerGrid, build_layer_grid
-from reference.tracking.helix import C_LIGHT, helix_advance, next_layer, propagate_bound, propagate_bound_jacobian
+from reference.tracking.helix import (C_LIGHT, bound_jacobian, helix_advance, next_layer, propagate_bound,
+                                      propagate_bound_jacobian)
 from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalman_update_2d, transport_covariance
 from reference.tracking.spacepoints import Measurements
 
@@ -226,9 +227,9 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     win_m = np.empty(MAXW, np.int64)
     cand_m = np.empty(MAXC, np.int64)
     cand_chi = np.empty(MAXC)
+    cand_s = np.empty(MAXC)
     cand_p = np.empty((MAXC, 5))
     cref = np.empty(25)
-    ptmp = np.empty(5)
     best_m = np.empty(MAX_TRACK_MEAS, np.int64)
     best_p = np.empty(5)
 
@@ -370,7 +371,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                         if ref_m < 0:
                             # covariance transported once per layer, to the first
                             # candidate's plane; reused for the other candidates' chi2
-                            propagate_bound_jacobian(p, bz, pl, planes[m], ptmp, jac)
+                            bound_jacobian(p, bz, pl, planes[m], sm, jac)
                             transport_covariance(C, jac, cref, tmp)
                             ref_m = m
                         chi = kalman_chi2_2d(pnew, cref, l0[m], l1[m], v0[m], v1[m], 0.0)
@@ -386,10 +387,12 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                         for q in range(last, pos, -1):
                             cand_chi[q] = cand_chi[q - 1]
                             cand_m[q] = cand_m[q - 1]
+                            cand_s[q] = cand_s[q - 1]
                             for k in range(5):
                                 cand_p[q, k] = cand_p[q - 1, k]
                         cand_chi[pos] = chi
                         cand_m[pos] = m
+                        cand_s[pos] = sm
                         for k in range(5):
                             cand_p[pos, k] = pnew[k]
                         if nc < max_b_surf:
@@ -405,12 +408,11 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                 for k in range(5):
                                     bp[nxt, nn, k] = cand_p[q, k]
                             else:
-                                sm = propagate_bound_jacobian(p, bz, pl, planes[m], pnew, jac)
-                                if math.isnan(sm):
-                                    continue
+                                # the candidate's propagation, with its path length's Jacobian
+                                bound_jacobian(p, bz, pl, planes[m], cand_s[q], jac)
                                 transport_covariance(C, jac, bc[nxt, nn], tmp)
                                 for k in range(5):
-                                    bp[nxt, nn, k] = pnew[k]
+                                    bp[nxt, nn, k] = cand_p[q, k]
                             chi_pred = kalman_chi2_2d(bp[nxt, nn], bc[nxt, nn], l0[m], l1[m], v0[m], v1[m], 0.0)
                             if chi_pred > chi2_max:
                                 continue

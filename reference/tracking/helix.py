@@ -234,7 +234,8 @@ def propagate_bound(p, bz, src, dst, out):
 
 @njit(cache=True, inline="always")
 def _helix_kappa_terms(kappa, s):
-    """(sin(a)/kappa, (1 - cos a)/kappa, d/dkappa of both) at a = kappa * s, by series for small a."""
+    """(sin(a)/kappa, (1 - cos a)/kappa, their derivatives in kappa, sin a, cos a) at
+    a = kappa * s, by series for small a."""
     a = kappa * s
     if abs(a) < 1e-2:
         a2 = a * a
@@ -242,29 +243,35 @@ def _helix_kappa_terms(kappa, s):
         ck = s * a * (0.5 - a2 / 24.0 * (1.0 - a2 / 30.0))
         dsk = s * s * a * (-1.0 / 3.0 + a2 / 30.0)
         dck = s * s * (0.5 - a2 / 8.0 * (1.0 - a2 / 18.0))
-        return sk, ck, dsk, dck
+        return sk, ck, dsk, dck, a * (1.0 - a2 / 6.0 * (1.0 - a2 / 20.0)), 1.0 - a2 / 2.0 * (1.0 - a2 / 12.0)
     sa = math.sin(a)
     ca = math.cos(a)
     sk = sa / kappa
     ck = (1.0 - ca) / kappa
-    return sk, ck, (s * ca - sk) / kappa, (s * sa - ck) / kappa
+    return sk, ck, (s * ca - sk) / kappa, (s * sa - ck) / kappa, sa, ca
 
 
 @njit(cache=True)
 def propagate_bound_jacobian(p, bz, src, dst, out, jac):
     """Like :func:`propagate_bound` and also the 5x5 transport Jacobian d out / d p (row-major in
-    jac[0:25]), analytic: bound -> free on src, the helix's derivatives at fixed path length, the
-    path length's change that keeps the end point on dst, free -> bound on dst."""
+    jac[0:25]); see :func:`bound_jacobian`."""
     s = propagate_bound(p, bz, src, dst, out)
-    if math.isnan(s):
-        return s
+    if not math.isnan(s):
+        bound_jacobian(p, bz, src, dst, s, jac)
+    return s
+
+
+@njit(cache=True)
+def bound_jacobian(p, bz, src, dst, s, jac):
+    """The transport Jacobian (row-major in jac[0:25]) of the propagation of bound parameters p
+    from plane src to plane dst over the path length s (as :func:`propagate_bound` returned it),
+    analytic: bound -> free on src, the helix's derivatives at fixed path length, the path
+    length's change that keeps the end point on dst, free -> bound on dst."""
     sphi, cphi = math.sin(p[2]), math.cos(p[2])
     sth, cth = math.sin(p[3]), math.cos(p[3])
     tx, ty = cphi * sth, sphi * sth
     kappa = C_LIGHT * bz * p[4]
-    sk, ck, dsk, dck = _helix_kappa_terms(kappa, s)
-    a = kappa * s
-    sa, ca = math.sin(a), math.cos(a)
+    sk, ck, dsk, dck, sa, ca = _helix_kappa_terms(kappa, s)
     dx, dy, dz = tx * ca + ty * sa, -tx * sa + ty * ca, cth
     nx, ny, nz = dst[9], dst[10], dst[11]
     nd = nx * dx + ny * dy + nz * dz
@@ -301,4 +308,3 @@ def propagate_bound_jacobian(p, bz, src, dst, out, jac):
         # theta = acos(tz) and q/p do not change along the helix
         jac[15 + j] = 1.0 if j == 3 else 0.0
         jac[20 + j] = 1.0 if j == 4 else 0.0
-    return s

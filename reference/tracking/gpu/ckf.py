@@ -55,7 +55,8 @@ from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
 from reference.tracking.gpu import backend
-from reference.tracking.helix import C_LIGHT, helix_advance, next_layer, propagate_bound, propagate_bound_jacobian
+from reference.tracking.helix import (C_LIGHT, bound_jacobian, helix_advance, next_layer, propagate_bound,
+                                      propagate_bound_jacobian)
 from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalman_update_2d, transport_covariance
 from reference.tracking.spacepoints import Measurements
 
@@ -100,9 +101,9 @@ and the largest measurement extent (tol)."""
 Found = namedtuple("Found", "n meas chi2 holes params stats")
 Found.__doc__ = """Best branch of every seed: measurement count (-1: no track), measurements (n, capacity),
 chi2, holes, last filtered parameters, and the counters (n, 5)."""
-Work = namedtuple("Work", ("p", "cov", "plane", "ints", "real", "meas", "pnew", "ptmp", "jac", "ref_cov",
-                          "cov_new", "tmp25", "gain", "glob", "gu", "vplane", "cand_meas", "cand_chi2", "cand_params",
-                          "window", "best_meas", "best_params", "st", "fx", "cnt"))
+Work = namedtuple("Work", ("p", "cov", "plane", "ints", "real", "meas", "pnew", "jac", "ref_cov", "cov_new", "tmp25",
+                          "gain", "glob", "gu", "vplane", "cand_meas", "cand_chi2", "cand_s", "cand_params", "window",
+                          "best_meas", "best_params", "st", "fx", "cnt"))
 Work.__doc__ = """One thread's buffers: two generations of branches (p, cov, plane, ints, real, meas), the
 CPU's scratch vectors, candidates, window, best branch, state and counters."""
 Users = namedtuple("Users", "first accepted changed")
@@ -293,8 +294,9 @@ def _scan_window(ev, w, li):
 
 
 @_device_function
-def _insert_candidate(w, cap, chi, m):
-    """Keep the best ``cap`` candidates sorted by chi2 (the CPU's insertion)."""
+def _insert_candidate(w, cap, chi, m, sm):
+    """Keep the best ``cap`` candidates sorted by chi2 (the CPU's insertion), with their path
+    lengths sm and propagated parameters (w.pnew)."""
     nc = w.st[_NC]
     pos = nc
     while pos > 0 and w.cand_chi2[pos - 1] > chi:
@@ -304,10 +306,12 @@ def _insert_candidate(w, cap, chi, m):
     for q in range(min(nc, cap - 1), pos, -1):
         w.cand_chi2[q] = w.cand_chi2[q - 1]
         w.cand_meas[q] = w.cand_meas[q - 1]
+        w.cand_s[q] = w.cand_s[q - 1]
         for k in range(5):
             w.cand_params[q, k] = w.cand_params[q - 1, k]
     w.cand_chi2[pos] = chi
     w.cand_meas[pos] = m
+    w.cand_s[pos] = sm
     for k in range(5):
         w.cand_params[pos, k] = w.pnew[k]
     if nc < cap:
@@ -328,13 +332,13 @@ def _try_candidate(ev, w, b, m):
     if math.isnan(sm) or abs(sm - w.fx[_S]) > 200.0:
         return
     if w.st[_REF] < 0:
-        propagate_bound_jacobian(p, cfg[_BZ], pl, hits.planes[m], w.ptmp, w.jac)
+        bound_jacobian(p, cfg[_BZ], pl, hits.planes[m], sm, w.jac)
         transport_covariance(w.cov[cur, b], w.jac, w.ref_cov, w.tmp25)
         w.st[_REF] = m
     chi = kalman_chi2_2d(w.pnew, w.ref_cov, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0)
     if chi > cfg[_CHI2_MAX]:
         return
-    _insert_candidate(w, int(cfg[_B_SURF]), chi, m)
+    _insert_candidate(w, int(cfg[_B_SURF]), chi, m, sm)
 
 
 @_device_function
@@ -378,25 +382,21 @@ def _copy_history(w, b, dst):
 
 @_device_function
 def _child_prediction(ev, w, b, q):
-    """Prediction of branch b on candidate q's plane into the next slot (False on failure)."""
+    """Prediction of branch b on candidate q's plane into the next slot: the candidate's
+    propagated parameters, and its covariance transported with the Jacobian of its path length."""
     cur = w.st[_CUR]
     dst = w.st[_NN]
     m = w.cand_meas[q]
     pn = w.p[1 - cur, dst]
     cn = w.cov[1 - cur, dst]
+    for k in range(5):
+        pn[k] = w.cand_params[q, k]
     if m == w.st[_REF]:
         for k in range(25):
             cn[k] = w.ref_cov[k]
-        for k in range(5):
-            pn[k] = w.cand_params[q, k]
-        return True
-    sm = propagate_bound_jacobian(w.p[cur, b], ev.seeds.cfg[_BZ], w.plane[cur, b], ev.hits.planes[m], w.pnew, w.jac)
-    if math.isnan(sm):
-        return False
+        return
+    bound_jacobian(w.p[cur, b], ev.seeds.cfg[_BZ], w.plane[cur, b], ev.hits.planes[m], w.cand_s[q], w.jac)
     transport_covariance(w.cov[cur, b], w.jac, cn, w.tmp25)
-    for k in range(5):
-        pn[k] = w.pnew[k]
-    return True
 
 
 @_device_function
@@ -508,8 +508,7 @@ def _commit_child(w, b, pw, x_over_x0):
 @_device_function
 def _child(ev, w, b, q):
     """Branch b updated with candidate q (and an overlap measurement) as the next free branch."""
-    if not _child_prediction(ev, w, b, q):
-        return
+    _child_prediction(ev, w, b, q)
     hits = ev.hits
     cfg = ev.seeds.cfg
     m = w.cand_meas[q]
@@ -680,13 +679,12 @@ def _filter_kernel(caps: tuple[int, int, int]):
     def ckf_seeds(seeds, hits, geo, out, counter):
         w = Work(cuda.local.array((2, nb, 5), f8), cuda.local.array((2, nb, 25), f8),
                  cuda.local.array((2, nb, 12), f8), cuda.local.array((2, nb, 4), i8), cuda.local.array((2, nb, 2), f8),
-                 cuda.local.array((2, nb, cap), i4), cuda.local.array(5, f8), cuda.local.array(5, f8),
-                 cuda.local.array(25, f8), cuda.local.array(25, f8),
-                 cuda.local.array(25, f8), cuda.local.array(25, f8), cuda.local.array(20, f8), cuda.local.array(6, f8),
-                 cuda.local.array(6, f8), cuda.local.array(12, f8), cuda.local.array(nc, i8), cuda.local.array(nc, f8),
-                 cuda.local.array((nc, 5), f8), cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4),
-                 cuda.local.array(5, f8), cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8),
-                 cuda.local.array(_N_COUNTERS, i8))
+                 cuda.local.array((2, nb, cap), i4), cuda.local.array(5, f8), cuda.local.array(25, f8),
+                 cuda.local.array(25, f8), cuda.local.array(25, f8), cuda.local.array(25, f8), cuda.local.array(20, f8),
+                 cuda.local.array(6, f8), cuda.local.array(6, f8), cuda.local.array(12, f8), cuda.local.array(nc, i8),
+                 cuda.local.array(nc, f8), cuda.local.array(nc, f8), cuda.local.array((nc, 5), f8),
+                 cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4), cuda.local.array(5, f8),
+                 cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8), cuda.local.array(_N_COUNTERS, i8))
         ev = Event(seeds, hits, geo)
         k = cuda.atomic.add(counter, 0, 1)
         while k < seeds.launch.shape[0]:  # the next seed of the launch list, for whichever thread is free
@@ -1037,5 +1035,4 @@ def tracks_from_seeds(seeds, spacepoints, measurements: Measurements, estimate: 
     sp_meas = spacepoints.measurement
     seed_measurements = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[seed_valid]
     order = xp.argsort(-seeds.weight[seed_valid], kind="stable")
-    return find_tracks(parameters, seed_measurements, measurements, config, seed_order=order,
-                       grid=measurement_grid(measurements))
+    return find_tracks(parameters, seed_measurements, measurements, config, seed_order=order)
