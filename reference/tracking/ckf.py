@@ -371,7 +371,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                         if ref_m < 0:
                             # covariance transported once per layer, to the first
                             # candidate's plane; reused for the other candidates' chi2
-                            bound_jacobian(p, bz, pl, planes[m], sm, jac)
+                            bound_jacobian(p, (bz, sm), pl, planes[m], jac)
                             transport_covariance(C, jac, cref, tmp)
                             ref_m = m
                         chi = kalman_chi2_2d(pnew, cref, l0[m], l1[m], v0[m], v1[m], 0.0)
@@ -409,7 +409,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                                     bp[nxt, nn, k] = cand_p[q, k]
                             else:
                                 # the candidate's propagation, with its path length's Jacobian
-                                bound_jacobian(p, bz, pl, planes[m], cand_s[q], jac)
+                                bound_jacobian(p, (bz, cand_s[q]), pl, planes[m], jac)
                                 transport_covariance(C, jac, bc[nxt, nn], tmp)
                                 for k in range(5):
                                     bp[nxt, nn, k] = cand_p[q, k]

@@ -257,16 +257,18 @@ def propagate_bound_jacobian(p, bz, src, dst, out, jac):
     jac[0:25]); see :func:`bound_jacobian`."""
     s = propagate_bound(p, bz, src, dst, out)
     if not math.isnan(s):
-        bound_jacobian(p, bz, src, dst, s, jac)
+        bound_jacobian(p, (bz, s), src, dst, jac)
     return s
 
 
 @njit(cache=True)
-def bound_jacobian(p, bz, src, dst, s, jac):
+def bound_jacobian(p, step, src, dst, jac):
     """The transport Jacobian (row-major in jac[0:25]) of the propagation of bound parameters p
-    from plane src to plane dst over the path length s (as :func:`propagate_bound` returned it),
+    from plane src to plane dst; step = (bz, s): the field and the path length (as
+    :func:`propagate_bound` returned it),
     analytic: bound -> free on src, the helix's derivatives at fixed path length, the path
     length's change that keeps the end point on dst, free -> bound on dst."""
+    bz, s = step
     sphi, cphi = math.sin(p[2]), math.cos(p[2])
     sth, cth = math.sin(p[3]), math.cos(p[3])
     tx, ty = cphi * sth, sphi * sth

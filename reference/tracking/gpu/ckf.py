@@ -332,7 +332,7 @@ def _try_candidate(ev, w, b, m):
     if math.isnan(sm) or abs(sm - w.fx[_S]) > 200.0:
         return
     if w.st[_REF] < 0:
-        bound_jacobian(p, cfg[_BZ], pl, hits.planes[m], sm, w.jac)
+        bound_jacobian(p, (cfg[_BZ], sm), pl, hits.planes[m], w.jac)
         transport_covariance(w.cov[cur, b], w.jac, w.ref_cov, w.tmp25)
         w.st[_REF] = m
     chi = kalman_chi2_2d(w.pnew, w.ref_cov, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0)
@@ -395,7 +395,7 @@ def _child_prediction(ev, w, b, q):
         for k in range(25):
             cn[k] = w.ref_cov[k]
         return
-    bound_jacobian(w.p[cur, b], ev.seeds.cfg[_BZ], w.plane[cur, b], ev.hits.planes[m], w.cand_s[q], w.jac)
+    bound_jacobian(w.p[cur, b], (ev.seeds.cfg[_BZ], w.cand_s[q]), w.plane[cur, b], ev.hits.planes[m], w.jac)
     transport_covariance(w.cov[cur, b], w.jac, cn, w.tmp25)
 
 
