@@ -2,7 +2,7 @@
 # GPU-machine runs of the scale-out work: GPU tests, a pile-up sweep on a local Dask cluster with one
 # GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
 # Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
-#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf
+#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | registers
 set -u
 SITE=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
@@ -24,6 +24,14 @@ for step in "$@"; do
              --events 3 --agreement-only > "$OUT/float64-mu$mu.txt" 2>&1; echo "float64 mu=$mu rc=$?"; cat "$OUT/float64-mu$mu.txt"; done ;;
     distillbench) timeout 570 python3 benchmarks/bench_distill.py --device cuda --tasks "${DISTILL_TASKS:-digits,seeds,dqm}" \
              ${DISTILL_TARGETS:+--targets $DISTILL_TARGETS} --out "$OUT/distill" > "$OUT/distill.txt" 2>&1; echo "distill bench rc=$?"; tail -80 "$OUT/distill.txt" ;;
+    registers) timeout 540 python3 benchmarks/bench_gpu_registers.py --ckf "${CKF_CAPS:-0,128,96,64}" \
+             --seeding "${SEEDING_CAPS:-0,64,48,32}" --out "$OUT/registers.json" > "$OUT/registers.txt" 2> "$OUT/registers.err"
+           echo "registers rc=$?"; tail -5 "$OUT/registers.err"; python3 -c "
+import json, sys; d = json.load(open(sys.argv[1]))
+for v in d['seeding']: print('seeding cap', v['cap'], round(v['find_seeds_ms']['median'], 3), 'ms', v['kernels'], v['same_seeds_as_first'],
+                           {k: round(s['median'], 3) for k, s in v['steps_ms'].items()})
+for v in d['ckf']: print('ckf cap', v['cap'], round(v['ms']['median'], 2), 'ms', v.get('registers'), v.get('local_bytes'), v['same_tracks_as_first'])
+" "$OUT/registers.json" ;;
     abckf) bash benchmarks/ab_ckf.sh "${AB_ROUNDS:-1}" "${AB_REF:-HEAD}" ;;
     sweep) timeout 420 python3 -m auditor sweep --chain tracking --grid pileup=20,60,100,140,200,300 --events 2 \
              --mode quick --scheduler local:2 --out "$OUT/sweep-gpu" > "$OUT/sweep-gpu.txt" 2>&1

@@ -82,6 +82,17 @@ def kernel_arg(array):
         return numba_cuda.as_cuda_array(array)
 
 
+# register caps per kernel family ("ckf_filter", "doublets", "triplets"); None or absent: the
+# compiler's choice. Read when a kernel is first compiled.
+MAX_REGISTERS: dict = {}
+
+
+def kernel_options(family: str) -> dict:
+    """``cuda.jit`` options of a kernel family: its register cap (not under the simulator)."""
+    cap = MAX_REGISTERS.get(family)
+    return {} if cap is None or simulated() else {"max_registers": int(cap)}
+
+
 _STREAMS: dict = {}
 
 

@@ -675,7 +675,7 @@ def _filter_kernel(caps: tuple[int, int, int]):
     f8, i8, i4 = np.float64, np.int64, np.int32
     nb, nc, cap = caps
 
-    @cuda.jit
+    @cuda.jit(**backend.kernel_options("ckf_filter"))
     def ckf_seeds(seeds, hits, geo, out, counter):
         w = Work(cuda.local.array((2, nb, 5), f8), cuda.local.array((2, nb, 25), f8),
                  cuda.local.array((2, nb, 12), f8), cuda.local.array((2, nb, 4), i8), cuda.local.array((2, nb, 2), f8),

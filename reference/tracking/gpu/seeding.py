@@ -575,7 +575,7 @@ def _doublet_kernels(dtype: str) -> tuple:
     backend.cuda()  # the numpy shim, before the first compile
     real = _PRECISIONS[dtype]
 
-    @cuda.jit
+    @cuda.jit(**backend.kernel_options("doublets"))
     def count_doublets(pts, cnt, buf, side):
         t = cuda.grid(1)
         if t < 3 * pts.sp.shape[1]:
@@ -583,7 +583,7 @@ def _doublet_kernels(dtype: str) -> tuple:
             maxima = cuda.local.array(3, real)
             _count_job(pts, cnt, side * 3 * pts.sp.shape[1] + t, buf, (lc, maxima))
 
-    @cuda.jit
+    @cuda.jit(**backend.kernel_options("doublets"))
     def fill_doublets(pts, dbl, buf):
         g = cuda.grid(1)
         if g < 6 * pts.sp.shape[1]:
@@ -600,7 +600,7 @@ def _triplet_kernels(dtype: str) -> tuple:
     backend.cuda()  # the numpy shim, before the first compile
     real = _PRECISIONS[dtype]
 
-    @cuda.jit
+    @cuda.jit(**backend.kernel_options("triplets"))
     def count_triplets(pts, dbl, cand, cnt):
         j = cuda.grid(1)
         if j < dbl.bot_mid.shape[0]:
@@ -610,7 +610,7 @@ def _triplet_kernels(dtype: str) -> tuple:
             cnt[j] = _bottom_triplets(pts, dbl, j, (cand.top, cand.curv, cand.imp, res, j * _TRIPLET_SLOTS, 1,
                                                     gathered, lcs[0], lcs[1], _TRIPLET_SLOTS))
 
-    @cuda.jit
+    @cuda.jit(**backend.kernel_options("triplets"))
     def fill_triplets(pts, dbl, trip, cand):
         j = cuda.grid(1)
         if j < dbl.bot_mid.shape[0]:
@@ -619,7 +619,7 @@ def _triplet_kernels(dtype: str) -> tuple:
             lcs = cuda.local.array((2, 1, 6), real)
             _fill_bottom(pts, dbl, trip, (cand.top, cand.curv, cand.imp, (res, gathered, lcs[0], lcs[1])), j)
 
-    @cuda.jit
+    @cuda.jit(**backend.kernel_options("triplets"))
     def triplet_weights(pts, dbl, trip):
         i = cuda.grid(1)
         if i < trip.top.shape[0]:
