@@ -5,7 +5,7 @@ Usage (from the repository root, on a machine with a CUDA GPU and CuPy):
     python benchmarks/bench_gpu_registers.py --ckf 0,128,96,64 --seeding 0,64,48,32 --repeats 20
 
 One simulated pile-up event (CPU chain for the inputs, copied to the device once). For every cap
-(0: the compiler's choice) the kernels are compiled with ``max_registers`` (``backend.MAX_REGISTERS``):
+(0: the compiler's choice; "default": the family's cap in ``backend.MAX_REGISTERS``) the kernels are compiled with ``max_registers`` (``backend.MAX_REGISTERS``):
 the CKF filter kernel, timed through ``find_tracks`` with the grid prebuilt, and the doublet and
 triplet kernels, timed through the seeding steps (float32). CUDA events, data resident, after a
 warm-up; registers and local memory per thread as numba reports them; results compared with
@@ -34,7 +34,14 @@ from gpu_timing import gpu_or_exit, summarize_ms, timed  # noqa: E402
 
 
 def _caps(text: str) -> list:
-    return [int(v) or None for v in text.split(",") if v.strip()]
+    """Caps from "0,default,128": 0 is no cap, "default" the family's cap in backend.MAX_REGISTERS."""
+    return [v.strip() if v.strip() == "default" else (int(v) or None) for v in text.split(",") if v.strip()]
+
+
+def _set_caps(families: tuple, cap, defaults: dict) -> None:
+    from reference.tracking.gpu import backend
+    for family in families:
+        backend.MAX_REGISTERS[family] = defaults.get(family) if cap == "default" else cap
 
 
 def _resources(kernel) -> dict:
@@ -62,8 +69,9 @@ def ckf_caps(cp, res, caps: list, repeats: int) -> list:
     def run():
         return gc.find_tracks(params, seed_meas, meas, config, seed_order=order, grid=grid)
 
+    defaults = dict(backend.MAX_REGISTERS)
     for cap in caps:
-        backend.MAX_REGISTERS["ckf_filter"] = cap
+        _set_caps(("ckf_filter",), cap, defaults)
         gc._filter_kernel.cache_clear()  # pylint: disable=protected-access
         tracks = gc.canonical(run())
         lists = [tuple(tracks.meas[tracks.offsets[i]:tracks.offsets[i + 1]]) for i in range(len(tracks))]
@@ -71,7 +79,7 @@ def ckf_caps(cp, res, caps: list, repeats: int) -> list:
         kernel = gc._filter_kernel(gc.capacities(config))  # pylint: disable=protected-access
         out.append({"cap": cap, "ms": summarize_ms(timed(cp, run, repeats)), **_resources(kernel),
                     "tracks": len(lists), "same_tracks_as_first": lists == first})
-    backend.MAX_REGISTERS.pop("ckf_filter", None)
+    _set_caps(("ckf_filter",), "default", defaults)
     gc._filter_kernel.cache_clear()  # pylint: disable=protected-access
     return out
 
@@ -83,8 +91,9 @@ def seeding_caps(cp, res, caps: list, repeats: int) -> list:
     config = ChainConfig().seeding
     sp_dev = device_products(cp, res)[0]
     out, first = [], None
+    defaults = dict(backend.MAX_REGISTERS)
     for cap in caps:
-        backend.MAX_REGISTERS["doublets"] = backend.MAX_REGISTERS["triplets"] = cap
+        _set_caps(("doublets", "triplets"), cap, defaults)
         gs._doublet_kernels.cache_clear()  # pylint: disable=protected-access
         gs._triplet_kernels.cache_clear()  # pylint: disable=protected-access
         seeds = gs.canonical(gs.find_seeds(sp_dev, config))
@@ -95,8 +104,7 @@ def seeding_caps(cp, res, caps: list, repeats: int) -> list:
         out.append({"cap": cap, "find_seeds_ms": total, "steps_ms": step_times(cp, sp_dev, config, "float32", repeats),
                     "kernels": [_resources(k) for k in kernels], "seeds": int(key.shape[1]),
                     "same_seeds_as_first": bool(np.array_equal(key, first))})
-    for family in ("doublets", "triplets"):
-        backend.MAX_REGISTERS.pop(family, None)
+    _set_caps(("doublets", "triplets"), "default", defaults)
     return out
 
 
@@ -105,8 +113,8 @@ def main() -> None:
     parser.add_argument("--pileup", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--ckf", default="0,128,96,64", help="register caps of the CKF filter kernel (0: none)")
-    parser.add_argument("--seeding", default="0,64,48,32", help="register caps of the doublet and triplet kernels")
+    parser.add_argument("--ckf", default="0,default", help="register caps of the CKF filter kernel (0: none)")
+    parser.add_argument("--seeding", default="0,default", help="register caps of the doublet and triplet kernels")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "data" / "gpu_registers.json"))
     args = parser.parse_args()
     cp = gpu_or_exit()

@@ -24,8 +24,8 @@ for step in "$@"; do
              --events 3 --agreement-only > "$OUT/float64-mu$mu.txt" 2>&1; echo "float64 mu=$mu rc=$?"; cat "$OUT/float64-mu$mu.txt"; done ;;
     distillbench) timeout 570 python3 benchmarks/bench_distill.py --device cuda --tasks "${DISTILL_TASKS:-digits,seeds,dqm}" \
              ${DISTILL_TARGETS:+--targets $DISTILL_TARGETS} --out "$OUT/distill" > "$OUT/distill.txt" 2>&1; echo "distill bench rc=$?"; tail -80 "$OUT/distill.txt" ;;
-    registers) timeout 540 python3 benchmarks/bench_gpu_registers.py --ckf "${CKF_CAPS:-0,128,96,64}" \
-             --seeding "${SEEDING_CAPS:-0,64,48,32}" --out "$OUT/registers.json" > "$OUT/registers.txt" 2> "$OUT/registers.err"
+    registers) timeout 540 python3 benchmarks/bench_gpu_registers.py --ckf "${CKF_CAPS:-0,default}" \
+             --seeding "${SEEDING_CAPS:-0,default}" --out "$OUT/registers.json" > "$OUT/registers.txt" 2> "$OUT/registers.err"
            echo "registers rc=$?"; tail -5 "$OUT/registers.err"; python3 -c "
 import json, sys; d = json.load(open(sys.argv[1]))
 for v in d['seeding']: print('seeding cap', v['cap'], round(v['find_seeds_ms']['median'], 3), 'ms', v['kernels'], v['same_seeds_as_first'],

@@ -82,9 +82,10 @@ def kernel_arg(array):
         return numba_cuda.as_cuda_array(array)
 
 
-# register caps per kernel family ("ckf_filter", "doublets", "triplets"); None or absent: the
-# compiler's choice. Read when a kernel is first compiled.
-MAX_REGISTERS: dict = {}
+# register caps per kernel family, read when a kernel is first compiled (None or absent: the
+# compiler's choice). Measured on an H100 with benchmarks/bench_gpu_registers.py: the CKF filter
+# kernel takes 255 registers uncapped, the doublet and triplet kernels 89-105 (RESULTS.md).
+MAX_REGISTERS: dict = {"ckf_filter": 168, "doublets": 72, "triplets": 56}
 
 
 def kernel_options(family: str) -> dict:

@@ -261,3 +261,13 @@ def test_pileup_200_tracks_agree_with_the_cpu_on_a_gpu():
     resolved = resolve_ambiguities(tracks, len(res.measurements), ChainConfig().ambiguity)
     efficiency = compare_efficiency(event, (res.tracks, res.measurements), (resolved, res.measurements))
     assert efficiency.particles > 500 and efficiency.within, efficiency
+
+
+def test_register_caps_reach_the_compiler_only_on_a_gpu(monkeypatch):
+    """A family's cap becomes cuda.jit's max_registers on a GPU; no cap, or the simulator, gives none."""
+    monkeypatch.setattr(backend, "MAX_REGISTERS", {"ckf_filter": 168, "doublets": None})
+    monkeypatch.setattr(backend, "simulated", lambda: False)
+    assert backend.kernel_options("ckf_filter") == {"max_registers": 168}
+    assert backend.kernel_options("doublets") == backend.kernel_options("unknown") == {}
+    monkeypatch.setattr(backend, "simulated", lambda: True)
+    assert backend.kernel_options("ckf_filter") == {}
