@@ -82,10 +82,12 @@ def kernel_arg(array):
         return numba_cuda.as_cuda_array(array)
 
 
-# register caps per kernel family, read when a kernel is first compiled (None or absent: the
-# compiler's choice). Measured on an H100 with benchmarks/bench_gpu_registers.py: the CKF filter
-# kernel takes 255 registers uncapped, the doublet and triplet kernels 89-105 (RESULTS.md).
-MAX_REGISTERS: dict = {"ckf_filter": 168, "doublets": 72, "triplets": 56}
+# register caps per kernel family ("ckf_filter", "doublets", "triplets"), read when a kernel is
+# first compiled (None or absent: the compiler's choice). Measured on an H100 with
+# benchmarks/bench_gpu_registers.py (RESULTS.md): uncapped, the doublet and triplet kernels take
+# 89-105 registers, and capping them at 72 and 56 made seeding about 0.5 ms faster with the same
+# seeds. The CKF filter kernel (255 registers) gained nothing reproducible from a cap.
+MAX_REGISTERS: dict = {"doublets": 72, "triplets": 56}
 
 
 def kernel_options(family: str) -> dict:
