@@ -2,7 +2,7 @@
 # GPU-machine runs of the scale-out work: GPU tests, a pile-up sweep on a local Dask cluster with one
 # GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
 # Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
-#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | registers
+#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | registers | seedingbench
 set -u
 SITE=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
@@ -32,6 +32,8 @@ for v in d['seeding']: print('seeding cap', v['cap'], round(v['find_seeds_ms']['
                            {k: round(s['median'], 3) for k, s in v['steps_ms'].items()})
 for v in d['ckf']: print('ckf cap', v['cap'], round(v['ms']['median'], 2), 'ms', v.get('registers'), v.get('local_bytes'), v['same_tracks_as_first'])
 " "$OUT/registers.json" ;;
+    seedingbench) timeout 420 python3 benchmarks/bench_tracking_gpu_seeding.py --events 2 --repeats 20 \
+             --out "$OUT/seeding.json" > "$OUT/seeding.txt" 2> "$OUT/seeding.err"; echo "seeding bench rc=$?"; tail -3 "$OUT/seeding.err" ;;
     abckf) bash benchmarks/ab_ckf.sh "${AB_ROUNDS:-1}" "${AB_REF:-HEAD}" ;;
     sweep) timeout 420 python3 -m auditor sweep --chain tracking --grid pileup=20,60,100,140,200,300 --events 2 \
              --mode quick --scheduler local:2 --out "$OUT/sweep-gpu" > "$OUT/sweep-gpu.txt" 2>&1
