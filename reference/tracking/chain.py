@@ -31,13 +31,14 @@ class LowPtIteration:
     """Second iteration for low-pT particles on the measurements left unused by the first one:
     seeding with a lower minimum pT (150 MeV), a shorter minimum radial distance between the
     seed's spacepoints (5 mm: consecutive pixel disks of steep tracks, which the first pass's
-    20 mm cut leaves unseeded) and up to 3 seeds per middle spacepoint; CKF keeping shorter
+    20 mm cut leaves unseeded) and up to 6 seeds per middle spacepoint; CKF keeping shorter
     tracks; then ambiguity resolution over the final tracks of the first iteration and the
     new ones (longer tracks rank first). On pile-up 200 the 5 mm cut raised the TrackML score
-    by 0.07 and 3 seeds per middle (instead of 2) by 0.01; a lower minimum pT (100 or 70 MeV)
-    lowered it (more fakes take the hits of real tracks) and cost 0.3-0.9 s more per event."""
+    by 0.07, 3 seeds per middle (instead of 2) by 0.01 and 6 (instead of 3) by another 0.004
+    for 0.08 s (8: +0.0003 more); a lower minimum pT (100, 120 or 70 MeV) lowered it (more
+    fakes take the hits of real tracks) and cost 0.2-0.9 s more per event."""
 
-    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=3, delta_r_min_mm=5.0)
+    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=6, delta_r_min_mm=5.0)
     ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.05, chi2_max=15.0)
     ambiguity: AmbiguityConfig = AmbiguityConfig(min_measurements=5)
 
