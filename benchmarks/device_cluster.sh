@@ -18,7 +18,7 @@ for step in "$@"; do
     gputests) NUMBA_ENABLE_CUDASIM=0 timeout 300 python3 -m pytest -q -p no:cacheprovider tests/reference/tracking_gpu \
              > "$OUT/pytest-tracking-gpu.txt" 2>&1; echo "pytest rc=$?"; tail -4 "$OUT/pytest-tracking-gpu.txt" ;;
     throughput) timeout 420 python3 benchmarks/bench_tracking_gpu_throughput.py --pileup 200 --events 16 \
-             --streams 1,2,4,8 --repeats 3 --out "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
+             --streams 1,2,4,8 --repeats 3 --pinned-input --out "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
            echo "throughput rc=$?"; grep -v '^ *"runs"\|^ *[0-9.]*,\?$' "$OUT/throughput.txt" | tail -45 ;;
     float64) for mu in 20 200; do timeout 300 python3 benchmarks/bench_tracking_gpu_throughput.py --pileup $mu \
              --events 3 --agreement-only > "$OUT/float64-mu$mu.txt" 2>&1; echo "float64 mu=$mu rc=$?"; cat "$OUT/float64-mu$mu.txt"; done ;;

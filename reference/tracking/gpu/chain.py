@@ -1,15 +1,16 @@
 """The whole tracking chain with its GPU stages: clusterization, spacepoint formation, seeding,
 parameter estimation and the CKF on the device, the greedy ambiguity resolution on the host.
 
-Products come back to the host once, after the CKF (timed as ``to_host``), so that the result is
-the same :class:`~reference.tracking.chain.ChainResult` the CPU chain gives and the physics
-performance is computed the same way. Stage times are wall times with the device synchronised at
+Products come back to the host once, after the CKF (timed as ``to_host``; on a GPU into pinned
+host memory, asynchronously on the current stream), so that the result is the same
+:class:`~reference.tracking.chain.ChainResult` the CPU chain gives and the physics performance is
+computed the same way. Stage times are wall times with the device synchronised at
 each stage boundary.
 """
 
 from __future__ import annotations
 
-from auditor.products import to_host
+from auditor.products import to_host, to_host_pinned
 from reference.tracking.ambiguity import resolve_ambiguities
 from reference.tracking.chain import ChainConfig, ChainResult, _Clock
 from reference.tracking.errors import TrackingInputError
@@ -59,7 +60,7 @@ def reconstruct_event_gpu(event: Event, detector: Detector | None = None,
     cpu: dict = {}
     clock = _DeviceClock(timings, cpu)
     on_device = _device_stages(event, detector, config, clock)
-    host = to_host(on_device)
+    host = to_host(on_device) if backend.simulated() else to_host_pinned(on_device)
     clock.stop("to_host")
     tracks = resolve_ambiguities(host["tracks_all"], len(host["measurements"]), config.ambiguity)
     clock.stop("ambiguity")

@@ -62,3 +62,22 @@ def test_reconstruct_command_on_the_gpu(small, tmp_path):
     assert record["info"]["device"] == "gpu" and record["info"]["tracks"] > 0
     bad = runner.invoke(app, ["reconstruct", str(tmp_path), "--out", str(tmp_path / "o2"), "--device", "tpu"])
     assert bad.exit_code == 1 and "Unknown device" in bad.output
+
+
+def test_pinned_copies_back_equal_plain_copies():
+    """to_host_pinned gives the arrays to_host gives (page-locked, after one synchronisation),
+    for nested products with non-contiguous and empty arrays; a GPU test."""
+    if backend.simulated() or not backend.device_present():
+        pytest.skip("needs a CUDA GPU with CuPy (and NUMBA_ENABLE_CUDASIM unset)")
+    import cupy  # pylint: disable=import-outside-toplevel,import-error
+    from auditor.products import to_host, to_host_pinned  # pylint: disable=import-outside-toplevel
+
+    with cupy.cuda.Stream(non_blocking=True):
+        product = {"a": cupy.arange(12.0).reshape(3, 4)[:, ::2], "b": (cupy.zeros(0, cupy.int64), 3),
+                   "c": [cupy.full((2, 2), 7, cupy.int32)], "d": np.ones(2)}
+        pinned, plain = to_host_pinned(product), to_host(product)
+    np.testing.assert_array_equal(pinned["a"], plain["a"])
+    assert pinned["b"][0].shape == (0,) and pinned["b"][1] == 3
+    np.testing.assert_array_equal(pinned["c"][0], plain["c"][0])
+    assert pinned["c"][0].dtype == np.int32 and isinstance(pinned["a"], np.ndarray)
+    np.testing.assert_array_equal(pinned["d"], product["d"])
