@@ -152,6 +152,8 @@ def main() -> int:
     parser.add_argument("--agreement-events", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--filter-threads", type=int, default=None,
+                        help="Cap the CKF filter kernel's threads per event (FILTER_THREADS; default: one per seed).")
     parser.add_argument("--pinned-input", action="store_true",
                         help="Also time the events loaded into page-locked host memory beforehand.")
     parser.add_argument("--agreement-only", action="store_true",
@@ -160,12 +162,16 @@ def main() -> int:
     if not backend.device_present():
         print("This benchmark needs a CUDA GPU with CuPy (and NUMBA_ENABLE_CUDASIM unset).", file=sys.stderr)
         return 2
+    if args.filter_threads is not None:
+        from reference.tracking.gpu import ckf
+        ckf.FILTER_THREADS = args.filter_threads
     detector, events = _simulate(args.pileup, args.events, args.seed)
     if args.agreement_only:
         print(json.dumps({"pileup": args.pileup, "events": len(events),
                           "float64_agreement": float64_agreement(detector, events)}, indent=1))
         return 0
     result = {"benchmark": "tracking_gpu_throughput", "command": " ".join(sys.argv), "pileup": args.pileup,
+              "filter_threads": args.filter_threads,
               "events": args.events, "device": str(backend.cuda().get_current_device().name),
               "gpu": gpu_rates(detector, events, [int(s) for s in args.streams.split(",")], args.repeats),
               "stage_ms": stage_times(detector, events[:4]),
