@@ -54,8 +54,9 @@ def _device_stages(event: Event, detector: Detector | None, config: ChainConfig,
 def reconstruct_event_gpu(event: Event, detector: Detector | None = None,
                           config: ChainConfig = ChainConfig()) -> ChainResult:
     """Run the chain on the device (see the module docstring) and return host products."""
-    if config.low_pt is not None:
-        raise TrackingInputError("The low-pT iteration runs on the CPU only; drop --low-pt or use --device cpu.")
+    if config.low_pt is not None or config.leftover is not None:
+        raise TrackingInputError("The low-pT and leftover iterations run on the CPU only; drop --low-pt or use "
+                                 "--device cpu.")
     timings: dict = {}
     cpu: dict = {}
     clock = _DeviceClock(timings, cpu)

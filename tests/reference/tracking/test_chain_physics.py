@@ -82,3 +82,35 @@ def test_low_pt_iteration_raises_the_trackml_score(small_event, small_result, de
     assert low["after_ambiguity"]["fake_rate"] <= 0.05
     assert low["after_ambiguity"]["efficiency"] >= base["after_ambiguity"]["efficiency"] - 0.02
     assert "seeding_low_pt" in res.timings_s
+
+
+def test_leftover_iteration_adds_tracks_without_taking_measurements(small_event, detector):
+    """The last iteration keeps every earlier track as it was, adds tracks only on measurements
+    no earlier track holds (and none twice), and raises the TrackML score."""
+    from reference.tracking.chain import ChainConfig, LeftoverIteration, LowPtIteration, reconstruct_event
+    before = reconstruct_event(small_event, detector, ChainConfig(low_pt=LowPtIteration()))
+    after = reconstruct_event(small_event, detector, ChainConfig(low_pt=LowPtIteration(), leftover=LeftoverIteration()))
+    n = len(before.tracks)
+    assert len(after.tracks) > n and after.info["tracks_leftover"] == len(after.tracks) - n
+    np.testing.assert_array_equal(after.tracks.offsets[:n + 1], before.tracks.offsets)
+    np.testing.assert_array_equal(after.tracks.meas[:before.tracks.offsets[-1]], before.tracks.meas)
+    added = after.tracks.meas[before.tracks.offsets[-1]:]
+    assert len(np.unique(added)) == len(added) and not np.intersect1d(added, before.tracks.meas).size
+    assert np.all(after.tracks.n_meas[n:] >= LeftoverIteration().ambiguity.min_measurements)
+    assert evaluate(small_event, after)["trackml_score"] > evaluate(small_event, before)["trackml_score"]
+    assert evaluate(small_event, after)["after_ambiguity"]["fake_rate"] <= 0.05
+    assert {"seeding_leftover", "ckf_leftover"} <= set(after.timings_s)
+
+
+def test_without_measurements_drops_used_hits_and_short_tracks():
+    from reference.tracking.chain import without_measurements
+    from reference.tracking.ckf import Tracks
+    tracks = Tracks(np.array([0, 4, 6, 11]), np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]), np.array([1.0, 2.0, 3.0]),
+                    np.array([0, 1, 2]), np.arange(15.0).reshape(3, 5), np.array([10, 11, 12]))
+    used = np.zeros(12, bool)
+    used[[2, 8]] = True
+    out = without_measurements(tracks, used, 3)
+    assert out.offsets.tolist() == [0, 3, 7] and out.meas.tolist() == [1, 3, 4, 7, 9, 10, 11]
+    assert out.seed.tolist() == [10, 12] and out.chi2.tolist() == [1.0, 3.0] and out.n_holes.tolist() == [0, 2]
+    np.testing.assert_array_equal(out.params, tracks.params[[0, 2]])
+    assert len(without_measurements(tracks, np.ones(12, bool), 1)) == 0

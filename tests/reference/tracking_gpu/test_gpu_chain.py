@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from reference.tracking.chain import ChainConfig, LowPtIteration, reconstruct_event
+from reference.tracking.chain import ChainConfig, LeftoverIteration, LowPtIteration, reconstruct_event
 from reference.tracking.cli import register
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.geometry import build_generic_detector
@@ -47,6 +47,8 @@ def test_gpu_chain_refuses_the_low_pt_iteration(small):
     detector, event = small
     with pytest.raises(TrackingInputError, match="CPU only"):
         reconstruct_event_gpu(event, detector, ChainConfig(low_pt=LowPtIteration()))
+    with pytest.raises(TrackingInputError, match="CPU only"):
+        reconstruct_event_gpu(event, detector, ChainConfig(leftover=LeftoverIteration()))
 
 
 def test_reconstruct_command_on_the_gpu(small, tmp_path):
