@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -134,7 +135,9 @@ def host_profile(args_dev, config, calls: int = 5) -> list:
     profile.disable()
     text = io.StringIO()
     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
-    return text.getvalue().splitlines()
+    # file names relative to the repository or to site-packages, not to this machine
+    lines = [line.replace(f"{ROOT}/", "") for line in text.getvalue().splitlines()]
+    return [re.sub(r"\S*/site-packages/", "site-packages/", line) for line in lines]
 
 
 def agreement(event, res, gpu_tracks) -> dict:
