@@ -222,21 +222,35 @@ def _concat_tracks(a: Tracks, b: Tracks, seed_offset: int) -> Tracks:
                   np.concatenate([a.seed, b.seed + seed_offset]))
 
 
+def _used(meas: Measurements, tracks: Tracks) -> np.ndarray:
+    used = np.zeros(len(meas), bool)
+    used[tracks.meas] = True
+    return used
+
+
+def _iteration_tracks(config, iteration, event: tuple, clock, name: str) -> tuple:
+    """A later iteration's seeds on the spacepoints whose measurement is not used, their
+    parameters and CKF candidates: (seeds, parameters, candidates). event = (meas, sp, grid,
+    used flags of the measurements); the clock records ``seeding_<name>`` and ``ckf_<name>``."""
+    meas, sp, grid, used = event
+    keep = np.nonzero(~used[sp.measurement])[0]
+    sp = Spacepoints(sp.x[keep], sp.y[keep], sp.z[keep], sp.measurement[keep], sp.var_r[keep], sp.var_z[keep])
+    seeds = find_seeds(sp, iteration.seeding)
+    clock.stop(f"seeding_{name}")
+    est = EstimationConfig(**{**config.estimation.__dict__, "bz_tesla": iteration.seeding.bz_tesla})
+    params, valid = estimate_track_parameters(seeds, sp, meas, est)
+    seed_meas = np.column_stack([sp.measurement[seeds.bottom], sp.measurement[seeds.middle],
+                                 sp.measurement[seeds.top]])[valid]
+    order = np.argsort(-seeds.weight[valid], kind="stable")
+    tracks = find_tracks(params, seed_meas, meas, iteration.ckf, seed_order=order, grid=grid)
+    clock.stop(f"ckf_{name}")
+    return seeds, params, tracks
+
+
 def _low_pt_iteration(config, meas, sp, grid, params, tracks_all, tracks, clock, info):
     lp = config.low_pt
     clock.reset()
-    used = np.zeros(len(meas), bool)
-    used[tracks.meas] = True
-    sp2 = _unused_spacepoints(sp, used)
-    seeds2 = find_seeds(sp2, lp.seeding)
-    clock.stop("seeding_low_pt")
-    est = EstimationConfig(**{**config.estimation.__dict__, "bz_tesla": lp.seeding.bz_tesla})
-    params2, valid2 = estimate_track_parameters(seeds2, sp2, meas, est)
-    seed_meas2 = np.column_stack([sp2.measurement[seeds2.bottom], sp2.measurement[seeds2.middle],
-                                  sp2.measurement[seeds2.top]])[valid2]
-    order2 = np.argsort(-seeds2.weight[valid2], kind="stable")
-    tracks2 = find_tracks(params2, seed_meas2, meas, lp.ckf, seed_order=order2, grid=grid)
-    clock.stop("ckf_low_pt")
+    seeds2, params2, tracks2 = _iteration_tracks(config, lp, (meas, sp, grid, _used(meas, tracks)), clock, "low_pt")
     final = resolve_ambiguities(_concat_tracks(tracks, tracks2, len(params)), len(meas), lp.ambiguity)
     clock.stop("ambiguity_low_pt")
     if config.extension is not None:
@@ -247,11 +261,6 @@ def _low_pt_iteration(config, meas, sp, grid, params, tracks_all, tracks, clock,
         clock.stop("extension_low_pt")
     info.update({"seeds_low_pt": len(seeds2), "tracks_low_pt_before_ambiguity": len(tracks2)})
     return _concat_tracks(tracks_all, tracks2, len(params)), final, len(params) + len(params2)
-
-
-def _unused_spacepoints(sp: Spacepoints, used: np.ndarray) -> Spacepoints:
-    keep = np.nonzero(~used[sp.measurement])[0]
-    return Spacepoints(sp.x[keep], sp.y[keep], sp.z[keep], sp.measurement[keep], sp.var_r[keep], sp.var_z[keep])
 
 
 def without_measurements(tracks: Tracks, used: np.ndarray, min_measurements: int) -> Tracks:
@@ -272,22 +281,11 @@ def _leftover_iteration(config, event: tuple, found: tuple, clock, info):
     tracks only add measurements no earlier track holds. event = (meas, sp, grid); found =
     (all candidates, final tracks, parameter rows so far)."""
     lo = config.leftover
-    meas, sp, grid = event
     tracks_all, tracks, rows = found
     clock.reset()
-    used = np.zeros(len(meas), bool)
-    used[tracks.meas] = True
-    sp3 = _unused_spacepoints(sp, used)
-    seeds3 = find_seeds(sp3, lo.seeding)
-    clock.stop("seeding_leftover")
-    est = EstimationConfig(**{**config.estimation.__dict__, "bz_tesla": lo.seeding.bz_tesla})
-    params3, valid3 = estimate_track_parameters(seeds3, sp3, meas, est)
-    seed_meas3 = np.column_stack([sp3.measurement[seeds3.bottom], sp3.measurement[seeds3.middle],
-                                  sp3.measurement[seeds3.top]])[valid3]
-    order3 = np.argsort(-seeds3.weight[valid3], kind="stable")
-    tracks3 = find_tracks(params3, seed_meas3, meas, lo.ckf, seed_order=order3, grid=grid)
-    clock.stop("ckf_leftover")
-    added = without_measurements(resolve_ambiguities(tracks3, len(meas), lo.ambiguity), used,
+    used = _used(event[0], tracks)
+    seeds3, _, tracks3 = _iteration_tracks(config, lo, (*event, used), clock, "leftover")
+    added = without_measurements(resolve_ambiguities(tracks3, len(used), lo.ambiguity), used,
                                  lo.ambiguity.min_measurements)
     clock.stop("ambiguity_leftover")
     info.update({"seeds_leftover": len(seeds3), "tracks_leftover": len(added)})
