@@ -46,7 +46,9 @@ class CkfConfig:
     kept; window_n_sigma and window_margin_mm: candidate search window; skip_used_seeds:
     skip seeds with at least ``skip_seed_min_used`` (of 3) measurements on already found
     tracks; max_step_mm: longest step between two layers; overlap_chi2_max: chi2 cut for
-    picking up a second measurement of the same layer on an overlapping module (0 disables).
+    picking up a second measurement of the same layer on an overlapping module (0 disables);
+    seed_span_sigma_mm: largest prediction error of the candidate window on layers crossed
+    between the seed's bottom and top spacepoints (0 disables; see :func:`in_seed_span`).
     Defaults follow traccc where it has the setting (chi2 30, 10 branches per seed, 3 holes,
     1 consecutive hole), except 2 branches per surface (traccc: 1) to allow real branching.
     """
@@ -66,6 +68,7 @@ class CkfConfig:
     skip_seed_min_used: int = 2
     max_step_mm: float = 1500.0
     overlap_chi2_max: float = 15.0
+    seed_span_sigma_mm: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,27 @@ def line_residuals(g, pw, m0, m1):
 
 
 @njit(cache=True)
+def in_seed_span(planes, l0, l1, mb, mt, x, y, z):
+    """True when (x, y, z) lies closer to the seed's bottom measurement mb than its top
+    measurement mt does (by more than 1 mm^2 in squared distance): an outgoing crossing between
+    the two. There the seed helix, which passes through the three spacepoints, predicts the
+    track better than the filter's covariance, which still holds the seed's wide initial errors;
+    so the window's prediction error is capped (``seed_span_sigma_mm``). Without the cap, layers
+    that a seed skips (close forward disks, pixel barrel to the first disk) were searched in
+    windows of tens of mm with a hundred candidates each, for the same tracks (RESULTS.md).
+    Shared with the GPU CKF."""
+    pb = planes[mb]
+    pt = planes[mt]
+    bx = pb[0] + l0[mb] * pb[3] + l1[mb] * pb[6]
+    by = pb[1] + l0[mb] * pb[4] + l1[mb] * pb[7]
+    bz = pb[2] + l0[mb] * pb[5] + l1[mb] * pb[8]
+    dx = pt[0] + l0[mt] * pt[3] + l1[mt] * pt[6] - bx
+    dy = pt[1] + l0[mt] * pt[4] + l1[mt] * pt[7] - by
+    dz = pt[2] + l0[mt] * pt[5] + l1[mt] * pt[8] - bz
+    return (x - bx) ** 2 + (y - by) ** 2 + (z - bz) ** 2 < dx * dx + dy * dy + dz * dz - 1.0
+
+
+@njit(cache=True)
 def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1, meas_layer, mphi, mc2,
          l_kind, l_pos, l_lo, l_hi, l_delta, l_x0, l_tol,
          g_nphi, g_n2, g_lo2, g_hi2, g_off, g_start, g_items, cfg, skip_used):
@@ -187,6 +211,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     max_step = cfg[11]
     pickup_chi2 = cfg[12]
     skip_min_used = int(cfg[13])
+    span_sig2 = cfg[14]
     n_seeds = seed_params.shape[0]
     n_meas_total = l0.shape[0]
     used = np.zeros(n_meas_total, np.bool_)
@@ -307,6 +332,9 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                     tphi = abs((-yi * glob[3] + xi * glob[4]) / ri)
                     tn = max(tn, 0.05)
                     sig2 = C[0] + C[6] + s * s * (C[12] + C[18]) + (0.5 * s * s * C_LIGHT * bz) ** 2 * C[24]
+                    if step > 0 and sig2 > span_sig2 > 0.0 and in_seed_span(planes, l0, l1, seed_meas3[si, 0],
+                                                                           seed_meas3[si, 2], xi, yi, zi):
+                        sig2 = span_sig2
                     base = n_sigma * math.sqrt(sig2) + margin + l_tol[li]
                     w_phi = base + l_delta[li] * tphi / tn
                     w_2 = base + l_delta[li] * t2 / tn
@@ -581,7 +609,8 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
     cfg = np.array([config.bz_tesla, config.chi2_max, config.max_branches_per_surface,
                     config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
                     config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
-                    config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max, config.skip_seed_min_used], dtype=np.float64)
+                    config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max, config.skip_seed_min_used,
+                    config.seed_span_sigma_mm ** 2], dtype=np.float64)
     sm3 = np.ascontiguousarray(np.asarray(seed_measurements, np.int64)[order]).reshape(-1, 3)
     offsets, flat, chi2, holes, tparams, tseed, stats = _ckf(
         np.ascontiguousarray(params.params[order]), np.ascontiguousarray(params.cov[order]),

@@ -50,7 +50,7 @@ import numpy as np
 from numba import cuda  # kernels must name numba.cuda as a module global (the simulator swaps it)
 
 from reference.tracking.ckf import (MAX_SURFACE_CANDIDATES, MAX_TRACK_MEAS, MAX_WINDOW_ITEMS, CkfConfig, Tracks,
-                                    _layer_plane, line_residuals)
+                                    _layer_plane, in_seed_span, line_residuals)
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
@@ -71,7 +71,7 @@ FILTER_THREADS: int | None = None
 
 # configuration vector, in the CPU's order
 (_BZ, _CHI2_MAX, _B_SURF, _B_SEED, _MAX_HOLES, _MAX_CONSEC, _MAX_STEPS, _MIN_MEAS, _MIN_P, _N_SIGMA, _MARGIN,
- _MAX_STEP, _PICKUP, _SKIP_MIN) = range(14)
+ _MAX_STEP, _PICKUP, _SKIP_MIN, _SPAN_SIG2) = range(15)
 # branch integers and reals
 _LAYER, _NMEAS, _HOLES, _CONSEC = range(4)
 _CHI, _TURN = range(2)
@@ -122,7 +122,7 @@ def parameter_vector(config: CkfConfig) -> np.ndarray:
                      config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
                      config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
                      config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max,
-                     config.skip_seed_min_used], dtype=np.float64)
+                     config.skip_seed_min_used, config.seed_span_sigma_mm ** 2], dtype=np.float64)
 
 
 def capacities(config: CkfConfig) -> tuple[int, int, int]:
@@ -229,6 +229,11 @@ def _crossing(ev, w, b, li):
     tn = max(tn, 0.05)
     C = w.cov[w.st[_CUR], b]
     sig2 = C[0] + C[6] + s * s * (C[12] + C[18]) + (0.5 * s * s * C_LIGHT * cfg[_BZ]) ** 2 * C[24]
+    span = cfg[_SPAN_SIG2]
+    if w.st[_STEP] > 0 and sig2 > span > 0.0:
+        m3 = ev.seeds.meas3[w.st[_SI]]
+        if in_seed_span(ev.hits.planes, ev.hits.local0, ev.hits.local1, m3[0], m3[2], xi, yi, zi):
+            sig2 = span
     base = cfg[_N_SIGMA] * math.sqrt(sig2) + cfg[_MARGIN] + geo.tol[li]
     dphi = (base + geo.delta[li] * tphi / tn) / max(ri, 1.0)
     if dphi > math.pi:

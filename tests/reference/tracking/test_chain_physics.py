@@ -114,3 +114,37 @@ def test_without_measurements_drops_used_hits_and_short_tracks():
     assert out.seed.tolist() == [10, 12] and out.chi2.tolist() == [1.0, 3.0] and out.n_holes.tolist() == [0, 2]
     np.testing.assert_array_equal(out.params, tracks.params[[0, 2]])
     assert len(without_measurements(tracks, np.ones(12, bool), 1)) == 0
+
+
+def test_in_seed_span_holds_crossings_between_bottom_and_top():
+    from reference.tracking.ckf import in_seed_span
+    # two measurements on planes through the origin's x axis: local (u, v) -> global (0, u, v) + centre
+    planes = np.zeros((2, 12))
+    planes[:, 0] = [30.0, 110.0]  # centres at r = 30 and 110 mm on the x axis
+    planes[:, 4] = 1.0  # U = y
+    planes[:, 8] = 1.0  # V = z
+    planes[:, 9] = 1.0  # W = x
+    l0, l1 = np.array([0.0, 4.0]), np.array([10.0, 40.0])  # bottom (30, 0, 10), top (110, 4, 40)
+    assert in_seed_span(planes, l0, l1, 0, 1, 70.0, 2.0, 25.0)  # half way
+    assert in_seed_span(planes, l0, l1, 0, 1, 31.0, 0.0, 10.0)
+    assert not in_seed_span(planes, l0, l1, 0, 1, 110.0, 4.0, 40.0)  # on the top: not before it
+    assert not in_seed_span(planes, l0, l1, 0, 1, 150.0, 6.0, 55.0)  # beyond the top
+
+
+def test_seed_span_window_cap_scans_fewer_measurements_for_the_same_tracks(small_result):
+    """Capping the window's prediction error between the seed's spacepoints scans and propagates
+    fewer candidates; the tracks stay those of the uncapped windows (pile-up 10)."""
+    from reference.tracking.ckf import CkfConfig, find_tracks
+    res = small_result
+    sp, seeds = res.spacepoints, res.seeds
+    seed_meas = np.column_stack([sp.measurement[seeds.bottom], sp.measurement[seeds.middle],
+                                 sp.measurement[seeds.top]])[res.seed_valid]
+    order = np.argsort(-seeds.weight[res.seed_valid], kind="stable")
+    capped = find_tracks(res.parameters, seed_meas, res.measurements, CkfConfig(), seed_order=order)
+    wide = find_tracks(res.parameters, seed_meas, res.measurements, CkfConfig(seed_span_sigma_mm=0.0),
+                       seed_order=order)
+    assert capped.stats["window_items"] < 0.9 * wide.stats["window_items"]
+    assert capped.stats["propagations"] < wide.stats["propagations"]
+    same = {tuple(capped.meas[a:b]) for a, b in zip(capped.offsets[:-1], capped.offsets[1:])}
+    other = {tuple(wide.meas[a:b]) for a, b in zip(wide.offsets[:-1], wide.offsets[1:])}
+    assert len(same & other) >= 0.95 * max(len(same), len(other))
