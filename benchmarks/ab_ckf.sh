@@ -2,14 +2,19 @@
 # A/B of the GPU CKF: the working tree against the tree at REF (default HEAD), in alternating
 # rounds on one machine, each with bench_tracking_gpu_ckf.py (one mu = 200 event). The working
 # tree's run also times variants of the skip rule's chunks and of the filter threads.
-# Usage (device tool): bash benchmarks/ab_ckf.sh [ROUNDS [REF]]   (results under $OUT/ab-ckf/)
+# Usage (device tool): bash benchmarks/ab_ckf.sh [ROUNDS [REF]]   (results under $OUT/ab-ckf/); REF may be a
+# tar file of the other tree (git archive REF -o FILE) where the device's copy has no git history.
 set -u
 rounds=${1:-1}
 ref=${2:-HEAD}
 mkdir -p "$OUT/ab-ckf"
 old=$(mktemp -d)
 trap 'rm -rf "$old"' EXIT
-git archive "$ref" | tar -x -C "$old" || { echo "no tree at $ref"; exit 2; }
+if [ -f "$ref" ]; then  # a tar of the other tree (git archive REF -o FILE), carried to the device
+  tar -xf "$ref" -C "$old" || { echo "cannot unpack $ref"; exit 2; }
+else
+  git archive "$ref" | tar -x -C "$old" || { echo "no tree at $ref"; exit 2; }
+fi
 for round in $(seq 1 "$rounds"); do
   for version in new old; do
     dir=$PWD

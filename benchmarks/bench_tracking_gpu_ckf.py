@@ -9,7 +9,8 @@ tracks); these inputs are copied to the device once. After warm-up, ``find_track
 with CUDA events (``cupy.cuda.Event``) around the call over ``--repeats`` runs, with the
 measurement grid built inside the call (as the chain's stage does) and prebuilt, and its steps
 (device tables and grid, filter kernel with the skip rule, output) are timed the same way, as is
-``find_tracks`` for several chunkings of the skip rule and numbers of filter threads (with the
+``find_tracks`` for chunkings of the skip rule, numbers of filter threads and without the seed-span
+window cap (``CkfConfig.seed_span_sigma_mm = 0``), with the
 seeds each filters, their branch steps and the fixed-point rounds); the host's cProfile of five
 calls. The CPU CKF (numba, one thread) is timed on the same machine.
 Agreement with the CPU: tracks with the same measurements per seed, traccc's matching rate
@@ -94,29 +95,31 @@ def filter_variants(cp, args_dev, config, repeats: int) -> dict:
     return out
 
 
-VARIANTS = {"one chunk": ((1.0,), None), "halves": ((0.5, 1.0), None), "quarters, geometric": ((0.25, 0.5, 1.0), None),
-            "four, geometric": ((0.125, 0.25, 0.5, 1.0), None), "32768 filter threads": ((1.0,), 32768),
-            "16384 filter threads": ((1.0,), 16384), "8192 filter threads": ((1.0,), 8192),
-            "halves, 16384 filter threads": ((0.5, 1.0), 16384)}
+VARIANTS = {"one chunk": ((1.0,), None, {}), "no seed-span window cap": ((1.0,), None, {"seed_span_sigma_mm": 0.0}),
+            "halves": ((0.5, 1.0), None, {}), "16384 filter threads": ((1.0,), 16384, {})}
 
 
 def variants(cp, args_dev, config, grid, repeats: int) -> dict:
-    """CUDA-event times of find_tracks (grid prebuilt) for several chunkings of the skip rule and
-    numbers of filter threads, with the seeds each filters, their branch steps and the
-    fixed-point rounds."""
+    """CUDA-event times of find_tracks (grid prebuilt) for several chunkings of the skip rule,
+    numbers of filter threads and configuration changes, with the seeds each filters, their
+    branch steps, window measurements and propagations, and the fixed-point rounds."""
+    import dataclasses
     from reference.tracking.gpu import ckf as gc
     out = {}
     default = gc.FILTER_THREADS
-    for name, (chunks, threads) in VARIANTS.items():
+    for name, (chunks, threads, changes) in VARIANTS.items():
         gc.FILTER_THREADS = threads
+        changed = dataclasses.replace(config, **changes)
 
-        def run(chunks=chunks):
-            return gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], config, seed_order=args_dev[3], grid=grid,
+        def run(chunks=chunks, changed=changed):
+            return gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], changed, seed_order=args_dev[3], grid=grid,
                                   chunks=chunks)
 
         stats = run().stats
-        out[name] = {"chunks": list(chunks), "filter_threads": threads, "ms": summarize_ms(timed(cp, run, repeats)),
-                     **{k: stats[k] for k in ("seeds_run", "branch_steps", "dedup_rounds", "tracks")}}
+        out[name] = {"chunks": list(chunks), "filter_threads": threads, "config_changes": changes,
+                     "ms": summarize_ms(timed(cp, run, repeats)),
+                     **{k: stats[k] for k in ("seeds_run", "branch_steps", "window_items", "propagations",
+                                              "dedup_rounds", "tracks")}}
     gc.FILTER_THREADS = default
     return out
 

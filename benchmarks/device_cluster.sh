@@ -2,7 +2,8 @@
 # GPU-machine runs of the scale-out work: GPU tests, a pile-up sweep on a local Dask cluster with one
 # GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
 # Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
-#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | registers | seedingbench
+#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | abthroughput
+#         | registers | seedingbench   (abckf and abthroughput compare with the tree in AB_REF: a git ref or a tar)
 set -u
 SITE=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
@@ -35,6 +36,16 @@ for v in d['ckf']: print('ckf cap', v['cap'], round(v['ms']['median'], 2), 'ms',
     seedingbench) timeout 420 python3 benchmarks/bench_tracking_gpu_seeding.py --events 2 --repeats 20 \
              --out "$OUT/seeding.json" > "$OUT/seeding.txt" 2> "$OUT/seeding.err"; echo "seeding bench rc=$?"; tail -3 "$OUT/seeding.err" ;;
     abckf) bash benchmarks/ab_ckf.sh "${AB_ROUNDS:-1}" "${AB_REF:-HEAD}" ;;
+    abthroughput) old=$(mktemp -d); tar -xf "$AB_REF" -C "$old" || { echo "AB_REF must be a tar of the other tree"; continue; }
+           for version in new old; do dir=$PWD; [ "$version" = old ] && dir=$old
+             (cd "$dir" && timeout 280 python3 benchmarks/bench_tracking_gpu_throughput.py --pileup 200 --events 16 \
+               --streams 1,2,4 --repeats 3 --pinned-input --cpu-events 2 --agreement-events 1 \
+               --out "$OUT/throughput-$version.json" > "$OUT/throughput-$version.txt" 2>&1)
+             echo "throughput $version rc=$?"; python3 -c "
+import json, sys; d = json.load(open(sys.argv[1]))
+for key in ('gpu', 'gpu_pinned_input'): print(key, {s: round(v['median'], 1) for s, v in d[key].items()})
+print('stages pinned', {k: round(v, 2) if isinstance(v, float) else v for k, v in d['stage_ms_pinned_input'].items()})
+print('cpu', d['cpu'])" "$OUT/throughput-$version.json"; done; rm -rf "$old" ;;
     sweep) timeout 420 python3 -m auditor sweep --chain tracking --grid pileup=20,60,100,140,200,300 --events 2 \
              --mode quick --scheduler local:2 --out "$OUT/sweep-gpu" > "$OUT/sweep-gpu.txt" 2>&1
            echo "sweep rc=$?"; tail -40 "$OUT/sweep-gpu.txt" ;;
