@@ -31,14 +31,14 @@ class LowPtIteration:
     """Second iteration for low-pT particles on the measurements left unused by the first one:
     seeding with a lower minimum pT (150 MeV), a shorter minimum radial distance between the
     seed's spacepoints (5 mm: consecutive pixel disks of steep tracks, which the first pass's
-    20 mm cut leaves unseeded) and up to 3 seeds per middle spacepoint; CKF keeping shorter
+    20 mm cut leaves unseeded) and up to 6 seeds per middle spacepoint; CKF keeping shorter
     tracks; then ambiguity resolution over the final tracks of the first iteration and the
     new ones (longer tracks rank first). On pile-up 200 the 5 mm cut raised the TrackML score
-    by 0.07 and 3 seeds per middle (instead of 2) by 0.01; 6 would add 0.004 for 0.08 s, which
-    the leftover iteration uses better; a lower minimum pT (100, 120 or 70 MeV) lowered it
-    (more fakes take the hits of real tracks) and cost 0.2-0.9 s more per event."""
+    by 0.07, 3 seeds per middle (instead of 2) by 0.01 and 6 (instead of 3) by 0.002-0.003 for
+    0.04 s; a lower minimum pT (100, 120 or 70 MeV) or seeds without a compatible seed
+    (``seed_min_weight``) lowered it (more fakes take the hits of real tracks)."""
 
-    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=3, delta_r_min_mm=5.0)
+    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=6, delta_r_min_mm=5.0)
     ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.05, chi2_max=15.0)
     ambiguity: AmbiguityConfig = AmbiguityConfig(min_measurements=5)
 
@@ -46,16 +46,18 @@ class LowPtIteration:
 @dataclass(frozen=True)
 class LeftoverIteration:
     """Last iteration, on the spacepoints that no track holds after the earlier ones: seeds down
-    to 100 MeV (loopers and short tracks that stay inside the pixel detector), tracks of at
-    least 5 measurements under a chi2 cut of 10. Its tracks never take a measurement from an
-    earlier track: they are resolved among themselves, lose the measurements earlier tracks
-    hold, and are kept when at least ``ambiguity.min_measurements`` remain (their chi2 and
-    parameters stay the filter's). On pile-up 200 it raised the TrackML score from 0.749 to
-    0.801-0.802 for 0.3 s per event, with a fake rate of 3.1-3.6 %. Tracks of 4 measurements
-    gave 0.803 with 8 % fakes; seeds down to 70 MeV, 0.805, but 2.05 s per event for the whole
-    chain (RESULTS.md)."""
+    to 70 MeV (short tracks that stay inside the pixel detector), up to 5 per middle spacepoint,
+    also those without a compatible seed (``seed_min_weight`` 150: a particle crossing only
+    three pixel layers, as in the barrel-endcap transition at |eta| 1.5-2, has no fourth
+    spacepoint to confirm its seed); tracks of at least 5 measurements under a chi2 cut of 10.
+    Its tracks never take a measurement from an earlier track: they are resolved among
+    themselves, lose the measurements earlier tracks hold, and are kept when at least
+    ``ambiguity.min_measurements`` remain (their chi2 and parameters stay the filter's). On
+    pile-up 200 it raises the TrackML score from 0.749 to 0.817-0.818 for 0.45 s per event, with
+    a fake rate of 3.7 %; tracks of 4 measurements gave 8 % fakes (RESULTS.md)."""
 
-    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.1, max_seeds_per_middle=3, delta_r_min_mm=5.0)
+    seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.07, max_seeds_per_middle=5, delta_r_min_mm=5.0,
+                                           seed_min_weight=150.0)
     ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.03, chi2_max=10.0)
     ambiguity: AmbiguityConfig = AmbiguityConfig(min_measurements=5)
 
@@ -85,7 +87,7 @@ class ChainConfig:
 CPU_CHAIN = ChainConfig(low_pt=LowPtIteration(), extension=ExtensionConfig(), overlaps=OverlapConfig(),
                         leftover=LeftoverIteration())
 """Default CPU chain: the three iterations, the inward extension and the overlap pick-up (TrackML
-score 0.80 instead of 0.41 at pile-up 200, about 1.9 s instead of 0.77 s per event on one core;
+score 0.82 instead of 0.41 at pile-up 200, about 1.85 s instead of 0.58 s per event on one core;
 the overlap pick-up adds 0.0035 to the score for 0.035 s)."""
 
 

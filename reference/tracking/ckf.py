@@ -48,7 +48,11 @@ class CkfConfig:
     tracks; max_step_mm: longest step between two layers; overlap_chi2_max: chi2 cut for
     picking up a second measurement of the same layer on an overlapping module (0 disables);
     seed_span_sigma_mm: largest prediction error of the candidate window on layers crossed
-    between the seed's bottom and top spacepoints (0 disables; see :func:`in_seed_span`).
+    between the seed's bottom and top spacepoints (0 disables; see :func:`in_seed_span`);
+    skip_min_track_measurements: the skip rule counts only measurements on tracks of at least
+    this many measurements (0: on every track kept). Seeds are processed by seed weight, not by
+    track quality, so in a late iteration short fake tracks found first would otherwise make the
+    seeds of real particles skip.
     Defaults follow traccc where it has the setting (chi2 30, 10 branches per seed, 3 holes,
     1 consecutive hole), except 2 branches per surface (traccc: 1) to allow real branching.
     """
@@ -69,6 +73,7 @@ class CkfConfig:
     max_step_mm: float = 1500.0
     overlap_chi2_max: float = 15.0
     seed_span_sigma_mm: float = 1.0
+    skip_min_track_measurements: int = 0
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     pickup_chi2 = cfg[12]
     skip_min_used = int(cfg[13])
     span_sig2 = cfg[14]
+    skip_min_length = int(cfg[15])
     n_seeds = seed_params.shape[0]
     n_meas_total = l0.shape[0]
     used = np.zeros(n_meas_total, np.bool_)
@@ -568,7 +574,7 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
         if best_n >= min_meas:
             for k in range(best_n):
                 t_meas[n_tracks, k] = best_m[k]
-                used[best_m[k]] = True
+                used[best_m[k]] = best_n >= skip_min_length or used[best_m[k]]
             t_n[n_tracks] = best_n
             t_chi2[n_tracks] = best_chi2
             t_holes[n_tracks] = best_holes
@@ -610,7 +616,7 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
                     config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
                     config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
                     config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max, config.skip_seed_min_used,
-                    config.seed_span_sigma_mm ** 2], dtype=np.float64)
+                    config.seed_span_sigma_mm ** 2, config.skip_min_track_measurements], dtype=np.float64)
     sm3 = np.ascontiguousarray(np.asarray(seed_measurements, np.int64)[order]).reshape(-1, 3)
     offsets, flat, chi2, holes, tparams, tseed, stats = _ckf(
         np.ascontiguousarray(params.params[order]), np.ascontiguousarray(params.cov[order]),

@@ -21,7 +21,8 @@
    the processing order (``SKIP_CHUNKS``). A chunk's seeds that the tracks of the earlier chunks
    already skip are not filtered; the others are, and as a seed's track does not depend on the
    other seeds, the rule is applied to the chunk afterwards by fixed-point rounds
-   (``mark_users``: the first accepted track of every measurement, by atomic minimum;
+   (``mark_users``: the first accepted track of every measurement, by atomic minimum, among
+   tracks of at least ``skip_min_track_measurements`` measurements;
    ``decide``: the rule for every seed of the chunk). Round r settles at least the chunk's r-th
    seed, and a round without change is the sequential result, usually after 3-5 rounds.
 3. ``emit_tracks``: the accepted tracks, in processing order as on the CPU, count -> allocate ->
@@ -71,7 +72,7 @@ FILTER_THREADS: int | None = None
 
 # configuration vector, in the CPU's order
 (_BZ, _CHI2_MAX, _B_SURF, _B_SEED, _MAX_HOLES, _MAX_CONSEC, _MAX_STEPS, _MIN_MEAS, _MIN_P, _N_SIGMA, _MARGIN,
- _MAX_STEP, _PICKUP, _SKIP_MIN, _SPAN_SIG2) = range(15)
+ _MAX_STEP, _PICKUP, _SKIP_MIN, _SPAN_SIG2, _SKIP_LEN) = range(16)
 # branch integers and reals
 _LAYER, _NMEAS, _HOLES, _CONSEC = range(4)
 _CHI, _TURN = range(2)
@@ -122,7 +123,8 @@ def parameter_vector(config: CkfConfig) -> np.ndarray:
                      config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
                      config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
                      config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max,
-                     config.skip_seed_min_used, config.seed_span_sigma_mm ** 2], dtype=np.float64)
+                     config.skip_seed_min_used, config.seed_span_sigma_mm ** 2,
+                     config.skip_min_track_measurements], dtype=np.float64)
 
 
 def capacities(config: CkfConfig) -> tuple[int, int, int]:
@@ -709,9 +711,9 @@ def _dedup_kernels():
     backend.cuda()  # the numpy shim, before the first compile
 
     @cuda.jit
-    def mark_users(found, users, lo, hi):
+    def mark_users(found, seeds, users, lo, hi):
         j = lo + cuda.grid(1)
-        if j < hi and users.accepted[j]:
+        if j < hi and users.accepted[j] and found.n[j] >= seeds.cfg[_SKIP_LEN]:
             for k in range(found.n[j]):
                 cuda.atomic.min(users.first, found.meas[j, k], j)
 
@@ -935,7 +937,7 @@ def _settle(found: Found, seeds: SeedStates, users: Users, base, bounds: tuple) 
     for rounds in range(1, hi - lo + 2):  # round r settles the chunk's seed r - 1 at the latest
         users.first[...] = base
         users.changed.fill(0)
-        backend.launch(mark, hi - lo, found, users, lo, hi)
+        backend.launch(mark, hi - lo, found, seeds, users, lo, hi)
         backend.launch(decide, hi - lo, found, seeds, users, lo, hi)
         if not int(_host(users.changed)[0]):
             return rounds

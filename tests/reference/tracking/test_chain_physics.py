@@ -148,3 +148,25 @@ def test_seed_span_window_cap_scans_fewer_measurements_for_the_same_tracks(small
     same = {tuple(capped.meas[a:b]) for a, b in zip(capped.offsets[:-1], capped.offsets[1:])}
     other = {tuple(wide.meas[a:b]) for a, b in zip(wide.offsets[:-1], wide.offsets[1:])}
     assert len(same & other) >= 0.95 * max(len(same), len(other))
+
+
+def test_skip_rule_counts_only_long_tracks_when_asked(small_result):
+    """With skip_min_track_measurements, measurements of shorter tracks do not make later seeds
+    skip: more seeds run; above every track's length no seed skips."""
+    from reference.tracking.ckf import CkfConfig, find_tracks
+    res = small_result
+    sp, seeds = res.spacepoints, res.seeds
+    seed_meas = np.column_stack([sp.measurement[seeds.bottom], sp.measurement[seeds.middle],
+                                 sp.measurement[seeds.top]])[res.seed_valid]
+    order = np.argsort(-seeds.weight[res.seed_valid], kind="stable")
+    plain = find_tracks(res.parameters, seed_meas, res.measurements, CkfConfig(min_measurements=5), seed_order=order)
+    long_only = find_tracks(res.parameters, seed_meas, res.measurements,
+                            CkfConfig(min_measurements=5, skip_min_track_measurements=9), seed_order=order)
+    assert (plain.n_meas < 9).any()
+    assert long_only.stats["seeds_run"] > plain.stats["seeds_run"]
+    never = find_tracks(res.parameters, seed_meas, res.measurements,
+                        CkfConfig(min_measurements=5, skip_min_track_measurements=100), seed_order=order)
+    no_skip = find_tracks(res.parameters, seed_meas, res.measurements,
+                          CkfConfig(min_measurements=5, skip_used_seeds=False), seed_order=order)
+    np.testing.assert_array_equal(never.seed, no_skip.seed)
+    np.testing.assert_array_equal(never.meas, no_skip.meas)

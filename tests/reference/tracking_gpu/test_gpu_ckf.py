@@ -93,7 +93,8 @@ def test_grid_built_on_the_device_equals_the_cpu_grid(small):
 CONFIGS = {"traccc": CkfConfig(), "no-skip": CkfConfig(skip_used_seeds=False), "low-pt": LowPtIteration().ckf,
            "wide": CkfConfig(max_branches_per_surface=3, max_branches_per_seed=4, max_holes=1),
            "no-overlap": CkfConfig(overlap_chi2_max=0.0, max_consecutive_holes=2, skip_seed_min_used=1),
-           "no-span-cap": CkfConfig(seed_span_sigma_mm=0.0), "tight-span-cap": CkfConfig(seed_span_sigma_mm=0.2)}
+           "no-span-cap": CkfConfig(seed_span_sigma_mm=0.0), "tight-span-cap": CkfConfig(seed_span_sigma_mm=0.2),
+           "skip-long-tracks": CkfConfig(min_measurements=5, skip_min_track_measurements=9)}
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
