@@ -19,7 +19,7 @@ from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import EstimationConfig, TrackParameters, estimate_track_parameters
 from reference.tracking.event import Event
 from reference.tracking.extension import ExtensionConfig, extend_tracks_inward
-from reference.tracking.geometry import Detector
+from reference.tracking.geometry import Detector, LayerGrid
 from reference.tracking.overlaps import OverlapConfig, add_overlap_measurements
 from reference.tracking.seeding import Seeds, SeedingConfig, find_seeds
 from reference.tracking.spacepoints import (Measurements, Spacepoints, form_spacepoints, measurements_from_clusters,
@@ -31,16 +31,24 @@ class LowPtIteration:
     """Second iteration for low-pT particles on the measurements left unused by the first one:
     seeding with a lower minimum pT (150 MeV), a shorter minimum radial distance between the
     seed's spacepoints (5 mm: consecutive pixel disks of steep tracks, which the first pass's
-    20 mm cut leaves unseeded) and up to 6 seeds per middle spacepoint; CKF keeping shorter
-    tracks; then ambiguity resolution over the final tracks of the first iteration and the
-    new ones (longer tracks rank first). On pile-up 200 the 5 mm cut raised the TrackML score
-    by 0.07, 3 seeds per middle (instead of 2) by 0.01 and 6 (instead of 3) by 0.002-0.003 for
-    0.04 s; a lower minimum pT (100, 120 or 70 MeV) or seeds without a compatible seed
-    (``seed_min_weight``) lowered it (more fakes take the hits of real tracks)."""
+    20 mm cut leaves unseeded) and up to 6 seeds per middle spacepoint; a CKF that searches only
+    the measurements no earlier track holds (``free_measurements_only``, the hit masking of
+    iterative tracking) and keeps shorter tracks; then ambiguity resolution over the final
+    tracks of the first iteration and the new ones (longer tracks rank first).
+
+    The skip rule of this CKF skips a seed with one measurement on a track of at least 8
+    measurements found before it, and ignores shorter tracks: seeds go by seed weight, not by
+    track quality, so short fakes found first made the seeds of real particles skip. On
+    pile-up 200 the 5 mm cut raised the TrackML score by 0.07, 3 seeds per middle (instead of
+    2) by 0.01 and 6 (instead of 3) by 0.002-0.003; the skip rule on long tracks only (with the
+    leftover iteration's) by 0.03. A lower minimum pT (100, 120 or 70 MeV) or seeds without a
+    compatible seed (``seed_min_weight``) lowered it (RESULTS.md)."""
 
     seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=6, delta_r_min_mm=5.0)
-    ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.05, chi2_max=15.0)
+    ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.05, chi2_max=15.0, skip_seed_min_used=1,
+                               skip_min_track_measurements=8)
     ambiguity: AmbiguityConfig = AmbiguityConfig(min_measurements=5)
+    free_measurements_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -49,17 +57,18 @@ class LeftoverIteration:
     to 70 MeV (short tracks that stay inside the pixel detector), up to 5 per middle spacepoint,
     also those without a compatible seed (``seed_min_weight`` 150: a particle crossing only
     three pixel layers, as in the barrel-endcap transition at |eta| 1.5-2, has no fourth
-    spacepoint to confirm its seed); tracks of at least 5 measurements under a chi2 cut of 10.
+    spacepoint to confirm its seed); a CKF on the free measurements only, with the low-pT
+    iteration's skip rule, keeping tracks of at least 5 measurements under a chi2 cut of 10.
     Its tracks never take a measurement from an earlier track: they are resolved among
-    themselves, lose the measurements earlier tracks hold, and are kept when at least
-    ``ambiguity.min_measurements`` remain (their chi2 and parameters stay the filter's). On
-    pile-up 200 it raises the TrackML score from 0.749 to 0.817-0.818 for 0.45 s per event, with
-    a fake rate of 3.7 %; tracks of 4 measurements gave 8 % fakes (RESULTS.md)."""
+    themselves and kept when at least ``ambiguity.min_measurements`` remain. Tracks of 4
+    measurements gave 8 % fakes (RESULTS.md)."""
 
     seeding: SeedingConfig = SeedingConfig(min_pt_gev=0.07, max_seeds_per_middle=5, delta_r_min_mm=5.0,
                                            seed_min_weight=150.0)
-    ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.03, chi2_max=10.0)
+    ckf: CkfConfig = CkfConfig(min_measurements=5, min_p_gev=0.03, chi2_max=10.0, skip_seed_min_used=1,
+                               skip_min_track_measurements=8)
     ambiguity: AmbiguityConfig = AmbiguityConfig(min_measurements=5)
+    free_measurements_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,11 +93,12 @@ class ChainConfig:
     leftover: LeftoverIteration | None = None
 
 
-CPU_CHAIN = ChainConfig(low_pt=LowPtIteration(), extension=ExtensionConfig(), overlaps=OverlapConfig(),
-                        leftover=LeftoverIteration())
-"""Default CPU chain: the three iterations, the inward extension and the overlap pick-up (TrackML
-score 0.82 instead of 0.41 at pile-up 200, about 1.85 s instead of 0.58 s per event on one core;
-the overlap pick-up adds 0.0035 to the score for 0.035 s)."""
+CPU_CHAIN = ChainConfig(ckf=CkfConfig(skip_seed_min_used=1, skip_min_track_measurements=10), low_pt=LowPtIteration(),
+                        extension=ExtensionConfig(), overlaps=OverlapConfig(), leftover=LeftoverIteration())
+"""Default CPU chain: the three iterations, the inward extension and the overlap pick-up. Its first
+pass skips a seed with one measurement on a track of at least 10 measurements found before it
+(the single pass: two, on any track). TrackML score 0.86 instead of 0.41 at pile-up 200, about
+1.75 s instead of 0.58 s per event on one core (RESULTS.md)."""
 
 
 class _Clock:
@@ -233,8 +243,11 @@ def _used(meas: Measurements, tracks: Tracks) -> np.ndarray:
 def _iteration_tracks(config, iteration, event: tuple, clock, name: str) -> tuple:
     """A later iteration's seeds on the spacepoints whose measurement is not used, their
     parameters and CKF candidates: (seeds, parameters, candidates). event = (meas, sp, grid,
-    used flags of the measurements); the clock records ``seeding_<name>`` and ``ckf_<name>``."""
+    used flags of the measurements); with ``iteration.free_measurements_only`` the CKF searches
+    only the unused measurements. The clock records ``seeding_<name>`` and ``ckf_<name>``."""
     meas, sp, grid, used = event
+    if iteration.free_measurements_only:
+        grid = without_items(grid, used)
     keep = np.nonzero(~used[sp.measurement])[0]
     sp = Spacepoints(sp.x[keep], sp.y[keep], sp.z[keep], sp.measurement[keep], sp.var_r[keep], sp.var_z[keep])
     seeds = find_seeds(sp, iteration.seeding)
@@ -276,6 +289,14 @@ def without_measurements(tracks: Tracks, used: np.ndarray, min_measurements: int
     offsets = np.concatenate([[0], np.cumsum(left[rows])]).astype(np.int64)
     return Tracks(offsets, tracks.meas[keep], tracks.chi2[rows], tracks.n_holes[rows], tracks.params[rows],
                   tracks.seed[rows])
+
+
+def without_items(grid: LayerGrid, drop: np.ndarray) -> LayerGrid:
+    """The measurement grid without the measurements flagged in ``drop`` (bins and order kept)."""
+    keep = ~drop[grid.items]
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    return LayerGrid(grid.n_phi, grid.n2, grid.lo2, grid.hi2, grid.bin_offset, kept_before[grid.bin_start],
+                     grid.items[keep])
 
 
 def _leftover_iteration(config, event: tuple, found: tuple, clock, info):

@@ -170,3 +170,39 @@ def test_skip_rule_counts_only_long_tracks_when_asked(small_result):
                           CkfConfig(min_measurements=5, skip_used_seeds=False), seed_order=order)
     np.testing.assert_array_equal(never.seed, no_skip.seed)
     np.testing.assert_array_equal(never.meas, no_skip.meas)
+
+
+def test_grid_without_items_keeps_bins_and_order_of_the_rest(small_result):
+    from reference.tracking.chain import without_items
+    from reference.tracking.ckf import measurement_grid
+    meas = small_result.measurements
+    grid = measurement_grid(meas)
+    drop = np.zeros(len(meas), bool)
+    drop[::3] = True
+    sub = without_items(grid, drop)
+    assert not drop[sub.items].any()
+    assert len(sub.items) == (~drop[grid.items]).sum()
+    for b in range(0, len(grid.bin_start) - 1, 7):
+        whole = grid.items[grid.bin_start[b]:grid.bin_start[b + 1]]
+        np.testing.assert_array_equal(sub.items[sub.bin_start[b]:sub.bin_start[b + 1]], whole[~drop[whole]])
+
+
+def test_later_iterations_search_only_free_measurements(small_event, detector, monkeypatch):
+    """With free_measurements_only (the default) the low-pT CKF never proposes a measurement of a
+    first-pass track; without it, it may."""
+    import reference.tracking.chain as chain
+    found = {}
+    original = chain._iteration_tracks
+
+    def spy(config, iteration, event, clock, name):
+        out = original(config, iteration, event, clock, name)
+        found[name] = (out[2], event[3])
+        return out
+
+    monkeypatch.setattr(chain, "_iteration_tracks", spy)
+    for free in (True, False):
+        low_pt = chain.LowPtIteration(free_measurements_only=free)
+        chain.reconstruct_event(small_event, detector, chain.ChainConfig(low_pt=low_pt))
+        tracks, used = found["low_pt"]
+        assert len(tracks) > 0
+        assert used[tracks.meas].any() != free
