@@ -12,7 +12,9 @@ It measures, for simulated pile-up events of the built-in TrackML-like detector:
   parameter estimation, CKF and ambiguity resolution: median, min-max and IQR over
   events x repeats;
 - truth-based physics performance averaged over the events;
-- a scan of the total time and event size versus mu.
+- CPU_CHAIN, the default of ``hepaudit reconstruct`` (three iterations, inward extension, overlap
+  pick-up): process CPU time per event and per stage, and its physics (``--chain-repeats``);
+- a scan of the total time and event size versus mu (single pass, and CPU_CHAIN once per mu).
 Results are printed as Markdown tables and written as JSON (default benchmarks/data/).
 """
 
@@ -99,14 +101,14 @@ def main() -> None:
     ap.add_argument("--scan-repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-jit", action="store_true", help="skip the JIT subprocess measurement")
-    ap.add_argument("--low-pt-repeats", type=int, default=3,
-                    help="repeats per event of the chain with the optional low-pT iteration (0: skip)")
+    ap.add_argument("--chain-repeats", type=int, default=2,
+                    help="repeats per event of CPU_CHAIN, the default of hepaudit reconstruct (0: skip it)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "tracking_cpu.json")
     args = ap.parse_args()
 
     from dataclasses import replace
 
-    from reference.tracking.chain import ChainConfig, LowPtIteration, reconstruct_event
+    from reference.tracking.chain import CPU_CHAIN, reconstruct_event
     from reference.tracking.geometry import build_generic_detector
     from reference.tracking.performance import combine, evaluate
     from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
@@ -154,19 +156,8 @@ def main() -> None:
     result["physics_per_event"] = perfs
     result["counts_per_event"] = counts
 
-    if args.low_pt_repeats > 0:
-        cfg_low = ChainConfig(low_pt=LowPtIteration())
-        reconstruct_event(events[0], det, cfg_low)  # warm-up
-        tot, perfs_low, extra = [], [], {"seeding_low_pt": [], "ckf_low_pt": []}
-        for ev in events:
-            for _ in range(args.low_pt_repeats):
-                res = reconstruct_event(ev, det, cfg_low)
-                tot.append(res.timings_s["total"])
-                for k in extra:
-                    extra[k].append(res.timings_s[k])
-            perfs_low.append(evaluate(ev, res))
-        result["low_pt_iteration"] = {"total_s": summarize(tot), **{k + "_s": summarize(v) for k, v in extra.items()},
-                                      "physics": combine(perfs_low)}
+    if args.chain_repeats > 0:
+        result["cpu_chain"] = cpu_chain_times(events, det, args.chain_repeats)
     # hits used directly as spacepoints, layers derived from the hits (no detector description)
     ev = replace(events[0], cells=None)
     reconstruct_event(ev, None)
@@ -185,7 +176,11 @@ def main() -> None:
             for s in STAGES:
                 st[s].append(res.timings_s[s])
         perf = evaluate(ev, res)
-        scan.append({"mu": mu, "hits": len(ev.hits), "seeds": res.info["seeds"], "tracks": res.info["tracks"],
+        chain = reconstruct_event(ev, det, CPU_CHAIN) if args.chain_repeats > 0 else None
+        chain_extra = {} if chain is None else {
+            "cpu_chain_total_cpu_s": chain.cpu_timings_s["total"],
+            "cpu_chain_trackml_score": evaluate(ev, chain)["trackml_score"]}
+        scan.append({**chain_extra, "mu": mu, "hits": len(ev.hits), "seeds": res.info["seeds"], "tracks": res.info["tracks"],
                      "stages_median_s": {s: float(np.median(v)) for s, v in st.items()},
                      "total_min_s": float(np.min(st["total"])), "total_max_s": float(np.max(st["total"])),
                      "track_efficiency": perf["after_ambiguity"]["efficiency"],
@@ -195,6 +190,26 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print_markdown(result, args)
+
+
+def cpu_chain_times(events, det, repeats: int) -> dict:
+    """CPU_CHAIN (three iterations, extension, overlaps) on every event: wall and process CPU time
+    per event and per stage, and the physics of the last repeat."""
+    from reference.tracking.chain import CPU_CHAIN, reconstruct_event
+    from reference.tracking.performance import combine, evaluate
+    reconstruct_event(events[0], det, CPU_CHAIN)  # warm-up
+    wall, cpu, stages, perfs = [], [], {}, []
+    for ev in events:
+        for _ in range(repeats):
+            started = time.process_time()
+            res = reconstruct_event(ev, det, CPU_CHAIN)
+            cpu.append(time.process_time() - started)
+            wall.append(res.timings_s["total"])
+            for k, v in res.cpu_timings_s.items():
+                stages.setdefault(k, []).append(v)
+        perfs.append(evaluate(ev, res))
+    return {"total_s": summarize(wall), "total_cpu_s": summarize(cpu),
+            "stages_cpu_s": {k: summarize(v) for k, v in stages.items()}, "physics": combine(perfs)}
 
 
 def print_markdown(r: dict, args) -> None:
@@ -244,28 +259,32 @@ def print_markdown(r: dict, args) -> None:
           f"{np.mean([x['sigma_phi_rad'] for x in res]) * 1e3:.2f} mrad, theta "
           f"{np.mean([x['sigma_theta_rad'] for x in res]) * 1e3:.2f} mrad, pT "
           f"{np.mean([x['sigma_pt_rel'] for x in res]) * 100:.1f} %")
-    if "low_pt_iteration" in r:
-        lp = r["low_pt_iteration"]
-        q = lp["physics"]
-        print(f"\nwith the optional low-pT iteration (--low-pt): total median {lp['total_s']['median'] * ms:.0f} ms "
-              f"(min-max {lp['total_s']['min'] * ms:.0f}-{lp['total_s']['max'] * ms:.0f}, n={lp['total_s']['n']}; "
-              f"low-pT seeding {lp['seeding_low_pt_s']['median'] * ms:.0f} ms, low-pT CKF "
-              f"{lp['ckf_low_pt_s']['median'] * ms:.0f} ms); track efficiency {pct(q['after_ambiguity']['efficiency'])}, "
-              f"fake rate {pct(q['after_ambiguity']['fake_rate'])}, duplicate rate "
-              f"{pct(q['after_ambiguity']['duplicate_rate'])}, TrackML score {q['trackml_score']:.4f}")
+    if "cpu_chain" in r:
+        c = r["cpu_chain"]
+        q = c["physics"]
+        t = c["total_cpu_s"]
+        print(f"\nCPU_CHAIN (hepaudit reconstruct's default): CPU time per event median {t['median'] * ms:.0f} ms "
+              f"(min-max {t['min'] * ms:.0f}-{t['max'] * ms:.0f}, n={t['n']}); per stage (median ms): "
+              + ", ".join(f"{k} {v['median'] * ms:.0f}" for k, v in c["stages_cpu_s"].items() if k != "total")
+              + f"; seeding efficiency {pct(q['seeding_efficiency'])}, track efficiency "
+              f"{pct(q['after_ambiguity']['efficiency'])}, fake rate {pct(q['after_ambiguity']['fake_rate'])}, duplicate "
+              f"rate {pct(q['after_ambiguity']['duplicate_rate'])}, TrackML score {q['trackml_score']:.4f}")
     h = r["hits_only_no_detector"]
     q = h["physics"]
     print(f"hits as spacepoints, no detector file (1 event): total median {h['total_s']['median'] * ms:.0f} ms; "
           f"seeding efficiency {pct(q['seeding_efficiency'])}, track efficiency {pct(q['after_ambiguity']['efficiency'])}, "
           f"fake rate {pct(q['after_ambiguity']['fake_rate'])}, TrackML score {q['trackml_score']:.4f}")
     print("\n| mu | hits | seeds | tracks | clusterization | seeding | CKF | total median (min-max) [ms] | "
-          "track eff. | fake rate | TrackML score |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "track eff. | fake rate | TrackML score | CPU_CHAIN CPU time [ms] | CPU_CHAIN TrackML score |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in r["mu_scan"]:
         m = row["stages_median_s"]
+        chain = (f"{row['cpu_chain_total_cpu_s'] * ms:.0f} | {row['cpu_chain_trackml_score']:.3f}"
+                 if "cpu_chain_total_cpu_s" in row else "- | -")
         print(f"| {row['mu']} | {row['hits']} | {row['seeds']} | {row['tracks']} | {m['clusterization'] * ms:.1f} | "
               f"{m['seeding'] * ms:.1f} | {m['ckf'] * ms:.1f} | {m['total'] * ms:.1f} "
               f"({row['total_min_s'] * ms:.1f}-{row['total_max_s'] * ms:.1f}) | {pct(row['track_efficiency'])} | "
-              f"{pct(row['fake_rate'])} | {row['trackml_score']:.3f} |")
+              f"{pct(row['fake_rate'])} | {row['trackml_score']:.3f} | {chain} |")
 
 
 if __name__ == "__main__":

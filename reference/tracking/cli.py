@@ -146,9 +146,9 @@ def reconstruct(
     max_events: Optional[int] = typer.Option(None, "--events", min=1, help="Reconstruct at most this many events."),
     plots: bool = typer.Option(False, "--plots", help="Also write efficiency plots (png) per event."),
     low_pt: Optional[bool] = typer.Option(None, "--low-pt/--no-low-pt", help="A second, low-pT (150 MeV) "
-                                          "iteration and a last one down to 100 MeV on the measurements left unused, "
-                                          "inward track extension and overlap pick-up (TrackML score 0.80 instead of "
-                                          "0.41 at pile-up 200, about 2.5 times the time); default: on for cpu, off for "
+                                          "iteration and a last one down to 70 MeV on the measurements left unused, "
+                                          "inward track extension and overlap pick-up (TrackML score 0.86 instead of "
+                                          "0.41 at pile-up 200, about 3 times the time); default: on for cpu, off for "
                                           "gpu (CPU only)."),
 ) -> None:
     """Reconstruct every TrackML event of DIR; write submissions and physics performance."""
