@@ -48,7 +48,7 @@ class CkfConfig:
     tracks; max_step_mm: longest step between two layers; overlap_chi2_max: chi2 cut for
     picking up a second measurement of the same layer on an overlapping module (0 disables);
     seed_span_sigma_mm: largest prediction error of the candidate window on layers crossed
-    between the seed's bottom and top spacepoints (0 disables; see :func:`in_seed_span`);
+    between the seed's bottom and top spacepoints (0 disables; see :func:`seed_span_variance`);
     skip_min_track_measurements: the skip rule counts only measurements on tracks of at least
     this many measurements (0: on every track kept). Seeds are processed by seed weight, not by
     track quality, so in a late iteration short fake tracks found first would otherwise make the
@@ -178,15 +178,12 @@ def line_residuals(g, pw, m0, m1):
 
 
 @njit(cache=True)
-def in_seed_span(planes, l0, l1, mb, mt, x, y, z):
-    """True when (x, y, z) lies closer to the seed's bottom measurement mb than its top
+def in_seed_span(hits, mb, mt, point):
+    """True when point (x, y, z) lies closer to the seed's bottom measurement mb than its top
     measurement mt does (by more than 1 mm^2 in squared distance): an outgoing crossing between
-    the two. There the seed helix, which passes through the three spacepoints, predicts the
-    track better than the filter's covariance, which still holds the seed's wide initial errors;
-    so the window's prediction error is capped (``seed_span_sigma_mm``). Without the cap, layers
-    that a seed skips (close forward disks, pixel barrel to the first disk) were searched in
-    windows of tens of mm with a hundred candidates each, for the same tracks (RESULTS.md).
-    Shared with the GPU CKF."""
+    the two. hits = (planes, local0, local1) of the measurements. Shared with the GPU CKF."""
+    planes, l0, l1 = hits
+    x, y, z = point
     pb = planes[mb]
     pt = planes[mt]
     bx = pb[0] + l0[mb] * pb[3] + l1[mb] * pb[6]
@@ -196,6 +193,20 @@ def in_seed_span(planes, l0, l1, mb, mt, x, y, z):
     dy = pt[1] + l0[mt] * pt[4] + l1[mt] * pt[7] - by
     dz = pt[2] + l0[mt] * pt[5] + l1[mt] * pt[8] - bz
     return (x - bx) ** 2 + (y - by) ** 2 + (z - bz) ** 2 < dx * dx + dy * dy + dz * dz - 1.0
+
+
+@njit(cache=True)
+def seed_span_variance(sig2, cap, hits, seed, point):
+    """The window's prediction variance sig2, capped at ``cap`` (``seed_span_sigma_mm`` squared;
+    0 leaves it) where the crossing ``point`` lies inside the span of the seed (its three
+    measurements ``seed``, see :func:`in_seed_span`). There the seed helix, which passes through
+    the three spacepoints, predicts the track better than the filter's covariance, which still
+    holds the seed's wide initial errors. Without the cap, layers that a seed skips (close
+    forward disks, the first disk after a barrel bottom) were searched in windows of tens of mm
+    with a hundred candidates each, for the same tracks (RESULTS.md). Shared with the GPU CKF."""
+    if sig2 > cap > 0.0 and in_seed_span(hits, seed[0], seed[2], point):
+        return cap
+    return sig2
 
 
 @njit(cache=True)
@@ -338,9 +349,9 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
                     tphi = abs((-yi * glob[3] + xi * glob[4]) / ri)
                     tn = max(tn, 0.05)
                     sig2 = C[0] + C[6] + s * s * (C[12] + C[18]) + (0.5 * s * s * C_LIGHT * bz) ** 2 * C[24]
-                    if step > 0 and sig2 > span_sig2 > 0.0 and in_seed_span(planes, l0, l1, seed_meas3[si, 0],
-                                                                           seed_meas3[si, 2], xi, yi, zi):
-                        sig2 = span_sig2
+                    # capped inside the seed's span, from the first step on
+                    sig2 = seed_span_variance(sig2, span_sig2 * (step > 0), (planes, l0, l1), seed_meas3[si],
+                                              (xi, yi, zi))
                     base = n_sigma * math.sqrt(sig2) + margin + l_tol[li]
                     w_phi = base + l_delta[li] * tphi / tn
                     w_2 = base + l_delta[li] * t2 / tn

@@ -51,7 +51,7 @@ import numpy as np
 from numba import cuda  # kernels must name numba.cuda as a module global (the simulator swaps it)
 
 from reference.tracking.ckf import (MAX_SURFACE_CANDIDATES, MAX_TRACK_MEAS, MAX_WINDOW_ITEMS, CkfConfig, Tracks,
-                                    _layer_plane, in_seed_span, line_residuals)
+                                    _layer_plane, line_residuals, seed_span_variance)
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
@@ -231,11 +231,8 @@ def _crossing(ev, w, b, li):
     tn = max(tn, 0.05)
     C = w.cov[w.st[_CUR], b]
     sig2 = C[0] + C[6] + s * s * (C[12] + C[18]) + (0.5 * s * s * C_LIGHT * cfg[_BZ]) ** 2 * C[24]
-    span = cfg[_SPAN_SIG2]
-    if w.st[_STEP] > 0 and sig2 > span > 0.0:
-        m3 = ev.seeds.meas3[w.st[_SI]]
-        if in_seed_span(ev.hits.planes, ev.hits.local0, ev.hits.local1, m3[0], m3[2], xi, yi, zi):
-            sig2 = span
+    sig2 = seed_span_variance(sig2, cfg[_SPAN_SIG2] * (w.st[_STEP] > 0), (ev.hits.planes, ev.hits.local0,
+                              ev.hits.local1), ev.seeds.meas3[w.st[_SI]], (xi, yi, zi))
     base = cfg[_N_SIGMA] * math.sqrt(sig2) + cfg[_MARGIN] + geo.tol[li]
     dphi = (base + geo.delta[li] * tphi / tn) / max(ri, 1.0)
     if dphi > math.pi:

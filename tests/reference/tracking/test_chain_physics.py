@@ -117,7 +117,7 @@ def test_without_measurements_drops_used_hits_and_short_tracks():
 
 
 def test_in_seed_span_holds_crossings_between_bottom_and_top():
-    from reference.tracking.ckf import in_seed_span
+    from reference.tracking.ckf import in_seed_span, seed_span_variance
     # two measurements on planes through the origin's x axis: local (u, v) -> global (0, u, v) + centre
     planes = np.zeros((2, 12))
     planes[:, 0] = [30.0, 110.0]  # centres at r = 30 and 110 mm on the x axis
@@ -125,10 +125,16 @@ def test_in_seed_span_holds_crossings_between_bottom_and_top():
     planes[:, 8] = 1.0  # V = z
     planes[:, 9] = 1.0  # W = x
     l0, l1 = np.array([0.0, 4.0]), np.array([10.0, 40.0])  # bottom (30, 0, 10), top (110, 4, 40)
-    assert in_seed_span(planes, l0, l1, 0, 1, 70.0, 2.0, 25.0)  # half way
-    assert in_seed_span(planes, l0, l1, 0, 1, 31.0, 0.0, 10.0)
-    assert not in_seed_span(planes, l0, l1, 0, 1, 110.0, 4.0, 40.0)  # on the top: not before it
-    assert not in_seed_span(planes, l0, l1, 0, 1, 150.0, 6.0, 55.0)  # beyond the top
+    hits = (planes, l0, l1)
+    assert in_seed_span(hits, 0, 1, (70.0, 2.0, 25.0))  # half way
+    assert in_seed_span(hits, 0, 1, (31.0, 0.0, 10.0))
+    assert not in_seed_span(hits, 0, 1, (110.0, 4.0, 40.0))  # on the top: not before it
+    assert not in_seed_span(hits, 0, 1, (150.0, 6.0, 55.0))  # beyond the top
+    seed = np.array([0, 0, 1])
+    assert seed_span_variance(9.0, 1.0, hits, seed, (70.0, 2.0, 25.0)) == 1.0
+    assert seed_span_variance(0.5, 1.0, hits, seed, (70.0, 2.0, 25.0)) == 0.5  # never raised
+    assert seed_span_variance(9.0, 0.0, hits, seed, (70.0, 2.0, 25.0)) == 9.0  # cap off
+    assert seed_span_variance(9.0, 1.0, hits, seed, (150.0, 6.0, 55.0)) == 9.0  # outside the span
 
 
 def test_seed_span_window_cap_scans_fewer_measurements_for_the_same_tracks(small_result):
