@@ -73,23 +73,37 @@ def step_times(cp, args_dev, config, repeats: int) -> dict:
     return {k: summarize_ms(v) for k, v in steps.items()}
 
 
+def warp_efficiency(steps: np.ndarray) -> float:
+    """Branch steps over 32 times the largest of every 32 consecutive seeds of a launch list: the
+    share of a warp's lanes busy if each warp ran 32 consecutive seeds in lock step."""
+    padded = np.zeros(-(-len(steps) // 32) * 32)
+    padded[:len(steps)] = steps
+    return float(steps.sum() / max(32.0 * padded.reshape(-1, 32).max(axis=1).sum(), 1.0))
+
+
 def filter_variants(cp, args_dev, config, repeats: int) -> dict:
-    """CUDA-event times of the filter kernel alone: seeds launched sorted by theta (as
-    ``find_tracks`` does) or in processing order, and a random half of them (a time proportional
-    to the seeds means a throughput-bound kernel); the per-seed work (branch steps)."""
+    """CUDA-event times of the filter kernel alone for several launch orders of the seeds: sorted by
+    theta (as ``find_tracks`` does), in processing order, random, and by decreasing branch steps
+    measured in a first run (an oracle for longest-first scheduling: how much of the kernel is the
+    tail of its slowest seeds); and a random half of the seeds by theta (a time proportional to the
+    seeds means a throughput-bound kernel). Also the per-seed work (branch steps)."""
     from reference.tracking.gpu import ckf as gc
     params, seed_meas, meas, order = args_dev
     caps = gc.capacities(config)
     _, tables = gc.prepare(params, seed_meas, meas, config, seed_order=order)
-    half = cp.asarray(np.sort(np.random.default_rng(1).permutation(len(params))[:len(params) // 2]))
+    rng = np.random.default_rng(1)
+    half = cp.asarray(np.sort(rng.permutation(len(params))[:len(params) // 2]))
+    steps = cp.asnumpy(gc.filter_seeds(tables, caps).stats[:, 0])
     launches = {"theta": tables.seeds.launch, "processing": cp.arange(len(params)),
+                "random": cp.asarray(rng.permutation(len(params))),
+                "most_steps_first_oracle": cp.asarray(np.argsort(-steps, kind="stable")),
                 "theta_half": tables.seeds.launch[half]}
     out = {}
     for name, launch in launches.items():
         variant = tables._replace(seeds=tables.seeds._replace(launch=launch))
         gc.filter_seeds(variant, caps)
         out[name] = summarize_ms(timed(cp, lambda v=variant: gc.filter_seeds(v, caps), repeats))
-    steps = cp.asnumpy(gc.filter_seeds(tables, caps).stats[:, 0])
+        out[name]["warp_efficiency"] = warp_efficiency(steps[cp.asnumpy(launch)])
     out["branch_steps_per_seed"] = {"mean": float(steps.mean()), "p99": float(np.percentile(steps, 99)),
                                     "max": int(steps.max())}
     return out
