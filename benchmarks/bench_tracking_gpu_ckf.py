@@ -110,7 +110,11 @@ def filter_variants(cp, args_dev, config, repeats: int) -> dict:
 
 
 VARIANTS = {"one chunk": ((1.0,), None, {}), "no seed-span window cap": ((1.0,), None, {"seed_span_sigma_mm": 0.0}),
-            "halves": ((0.5, 1.0), None, {}), "16384 filter threads": ((1.0,), 16384, {})}
+            "halves": ((0.5, 1.0), None, {}), "16384 filter threads": ((1.0,), 16384, {}),
+            # where the time goes (other physics): no overlap pick-up, one branch per surface, no skip rule
+            "no overlap pick-up": ((1.0,), None, {"overlap_chi2_max": 0.0}),
+            "one branch per surface": ((1.0,), None, {"max_branches_per_surface": 1}),
+            "3 branches per seed": ((1.0,), None, {"max_branches_per_seed": 3})}
 
 
 def variants(cp, args_dev, config, grid, repeats: int) -> dict:
