@@ -603,6 +603,16 @@ def _ckf(seed_params, seed_cov, seed_surface, seed_meas3, planes, l0, l1, v0, v1
     return offsets, flat, t_chi2[:n_tracks], t_holes[:n_tracks], t_params[:n_tracks], t_seed[:n_tracks], stats
 
 
+def parameter_vector(config: CkfConfig) -> np.ndarray:
+    """The filter's configuration vector (the order ``_ckf`` and the GPU kernels read it in)."""
+    return np.array([config.bz_tesla, config.chi2_max, config.max_branches_per_surface,
+                     config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
+                     config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
+                     config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max,
+                     config.skip_seed_min_used, config.seed_span_sigma_mm ** 2,
+                     config.skip_min_track_measurements], dtype=np.float64)
+
+
 def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, config: CkfConfig = CkfConfig(),
                 seed_order=None, grid: LayerGrid | None = None) -> Tracks:
     """Run the CKF for every seed.
@@ -623,11 +633,7 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
     gpos = meas.planes[:, 0:3] + meas.local0[:, None] * meas.planes[:, 3:6] + meas.local1[:, None] * meas.planes[:, 6:9]
     mphi = np.arctan2(gpos[:, 1], gpos[:, 0])
     mc2 = np.where(layers.kind[meas.layer_index] == KIND_CYLINDER, gpos[:, 2], np.hypot(gpos[:, 0], gpos[:, 1]))
-    cfg = np.array([config.bz_tesla, config.chi2_max, config.max_branches_per_surface,
-                    config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
-                    config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
-                    config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max, config.skip_seed_min_used,
-                    config.seed_span_sigma_mm ** 2, config.skip_min_track_measurements], dtype=np.float64)
+    cfg = parameter_vector(config)
     sm3 = np.ascontiguousarray(np.asarray(seed_measurements, np.int64)[order]).reshape(-1, 3)
     offsets, flat, chi2, holes, tparams, tseed, stats = _ckf(
         np.ascontiguousarray(params.params[order]), np.ascontiguousarray(params.cov[order]),

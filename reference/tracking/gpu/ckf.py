@@ -51,7 +51,7 @@ import numpy as np
 from numba import cuda  # kernels must name numba.cuda as a module global (the simulator swaps it)
 
 from reference.tracking.ckf import (MAX_SURFACE_CANDIDATES, MAX_TRACK_MEAS, MAX_WINDOW_ITEMS, CkfConfig, Tracks,
-                                    _layer_plane, line_residuals, seed_span_variance)
+                                    _layer_plane, line_residuals, parameter_vector, seed_span_variance)
 from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
@@ -70,7 +70,7 @@ SKIP_CHUNKS = (1.0,)
 # list when it is done with one. Caps of 16k-32k threads were within 3 % of None on an H100.
 FILTER_THREADS: int | None = None
 
-# configuration vector, in the CPU's order
+# configuration vector: indices into reference.tracking.ckf.parameter_vector
 (_BZ, _CHI2_MAX, _B_SURF, _B_SEED, _MAX_HOLES, _MAX_CONSEC, _MAX_STEPS, _MIN_MEAS, _MIN_P, _N_SIGMA, _MARGIN,
  _MAX_STEP, _PICKUP, _SKIP_MIN, _SPAN_SIG2, _SKIP_LEN) = range(16)
 # branch integers and reals
@@ -115,16 +115,6 @@ accepted seeds, and the changed flag of the round."""
 Emit = namedtuple("Emit", "order pos start offsets meas chi2 holes params seed")
 Emit.__doc__ = """Output of the accepted tracks: per seed its track slot (pos) and first measurement (start);
 the :class:`Tracks` arrays."""
-
-
-def parameter_vector(config: CkfConfig) -> np.ndarray:
-    """The CPU's configuration vector (same order as :func:`reference.tracking.ckf.find_tracks`)."""
-    return np.array([config.bz_tesla, config.chi2_max, config.max_branches_per_surface,
-                     config.max_branches_per_seed, config.max_holes, config.max_consecutive_holes,
-                     config.max_steps, config.min_measurements, config.min_p_gev, config.window_n_sigma,
-                     config.window_margin_mm, config.max_step_mm, config.overlap_chi2_max,
-                     config.skip_seed_min_used, config.seed_span_sigma_mm ** 2,
-                     config.skip_min_track_measurements], dtype=np.float64)
 
 
 def capacities(config: CkfConfig) -> tuple[int, int, int]:
