@@ -76,13 +76,17 @@ def gpu_rates(detector, events, streams: list[int], repeats: int) -> dict:
     rates = {}
     for count in streams:
         reconstruct_many(events[:count], detector, streams=count)  # per-thread contexts and pools
-        runs = []
+        runs, host = [], []
         for _ in range(repeats):
+            cpu_started = time.process_time()
             done = reconstruct_many(events, detector, streams=count)
+            host.append(1e3 * (time.process_time() - cpu_started) / len(events))
             assert [_signature(r) for r in done.results] == reference, f"{count} streams changed the results"
             runs.append(done.events_per_s)
-        rates[str(count)] = {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs}
-        print(f"GPU, {count} stream(s): {rates[str(count)]['median']:.1f} events/s", flush=True)
+        rates[str(count)] = {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs,
+                             "host_cpu_ms_per_event": statistics.median(host)}
+        print(f"GPU, {count} stream(s): {rates[str(count)]['median']:.1f} events/s, host CPU "
+              f"{statistics.median(host):.1f} ms per event", flush=True)
     return rates
 
 
@@ -119,8 +123,30 @@ def stage_times(detector, events) -> dict:
     the events given, one at a time."""
     from reference.tracking.gpu.chain import reconstruct_event_gpu
 
-    times = [reconstruct_event_gpu(e, detector).timings_s for e in events]
-    return {k: 1e3 * statistics.median(t[k] for t in times) for k in times[0]}
+    results = [reconstruct_event_gpu(e, detector) for e in events]
+    times = [r.timings_s for r in results]
+    out = {k: 1e3 * statistics.median(t[k] for t in times) for k in times[0]}
+    out["host_cpu"] = {k: 1e3 * statistics.median(r.cpu_timings_s[k] for r in results) for k in times[0]}
+    return out
+
+
+def host_profile(detector, events, top: int = 30) -> list:
+    """cProfile of the chain over ``events`` (one stream): the functions with the most own time,
+    as [function, calls, own ms per event, cumulative ms per event]."""
+    import cProfile
+    import pstats
+
+    from reference.tracking.gpu.chain import reconstruct_event_gpu
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for event in events:
+        reconstruct_event_gpu(event, detector)
+    profile.disable()
+    stats = pstats.Stats(profile).stats
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+    return [[f"{Path(f).name}:{line}({name})", calls, 1e3 * own / len(events), 1e3 * cum / len(events)]
+            for (f, line, name), (_, calls, own, cum, _) in rows]
 
 
 def float64_agreement(detector, events) -> dict:
@@ -175,6 +201,7 @@ def main() -> int:
               "events": args.events, "device": str(backend.cuda().get_current_device().name),
               "gpu": gpu_rates(detector, events, [int(s) for s in args.streams.split(",")], args.repeats),
               "stage_ms": stage_times(detector, events[:4]),
+              "host_profile": host_profile(detector, events[:4]),
               "cpu": cpu_rates(detector, events, args.cpu_events, args.workers),
               "float64_agreement": float64_agreement(detector, events[:args.agreement_events])}
     if args.pinned_input:

@@ -3,7 +3,7 @@
 # GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
 # Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
 #   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | abthroughput
-#         | registers | seedingbench   (abckf and abthroughput compare with the tree in AB_REF: a git ref or a tar)
+#         | registers | seedingbench | profile   (abckf and abthroughput compare with the tree in AB_REF: a git ref or a tar)
 set -u
 SITE=$(mktemp -d)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" .whl/*.whl || exit 1
@@ -35,6 +35,16 @@ for v in d['ckf']: print('ckf cap', v['cap'], round(v['ms']['median'], 2), 'ms',
 " "$OUT/registers.json" ;;
     seedingbench) timeout 420 python3 benchmarks/bench_tracking_gpu_seeding.py --events 2 --repeats 20 \
              --out "$OUT/seeding.json" > "$OUT/seeding.txt" 2> "$OUT/seeding.err"; echo "seeding bench rc=$?"; tail -3 "$OUT/seeding.err" ;;
+    profile) ncu --version | tail -1  # Nsight Compute on the CKF filter kernel (PROFILE_KERNEL: a name regex)
+           timeout 420 ncu --kernel-name "regex:${PROFILE_KERNEL:-ckf_seeds}" --launch-skip 2 --launch-count 1 --set full \
+             --import-source yes -f -o "$OUT/profile" python3 benchmarks/profile_gpu_kernels.py \
+             --stages "${PROFILE_STAGES:-ckf}" --calls 3 > "$OUT/profile.log" 2>&1; echo "ncu rc=$?"; tail -4 "$OUT/profile.log"
+           ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/profile-details.txt" 2>&1
+           ncu --import "$OUT/profile.ncu-rep" --page source --csv --print-source cuda > "$OUT/profile-lines.csv" 2>&1
+           python3 benchmarks/profile_gpu_kernels.py --summarize "$OUT/profile-lines.csv" > "$OUT/profile-lines.txt" 2>&1
+           head -60 "$OUT/profile-lines.txt"
+           grep -E "Duration|Throughput|Registers|Local|Occupancy|Hit Rate|Warp Cycles|Eligible|Issued|One or More" \
+             "$OUT/profile-details.txt" | head -60 ;;
     abckf) bash benchmarks/ab_ckf.sh "${AB_ROUNDS:-1}" "${AB_REF:-HEAD}" ;;
     abthroughput) old=$(mktemp -d); tar -xf "$AB_REF" -C "$old" || { echo "AB_REF must be a tar of the other tree"; continue; }
            for version in new old; do dir=$PWD; [ "$version" = old ] && dir=$old
