@@ -8,7 +8,8 @@ Each variant runs in its own process (compile options are read when the kernels 
 compiled) on one simulated mu = 200 event: ``noinline`` drops the forced inlining of the CKF's
 device helpers, ``fastmath`` compiles the filter kernel with fast math, ``threads32`` /
 ``threads128`` change the block size (64 by default) and ``regsN`` caps the registers. Prints, per
-variant, the median and IQR of 20 CUDA-event timings and the number of tracks with a checksum of
+variant, the median and IQR of 20 CUDA-event timings of ``find_tracks`` and of the filter kernel alone
+(``filter_seeds`` on prepared device tables), and the number of tracks with a checksum of
 their measurements (equal checksums: the same tracks). JSON per variant under $OUT (or /tmp).
 """
 
@@ -93,9 +94,12 @@ def run_variant(variant: str, out: Path) -> None:
     for _ in range(3):
         call()
     times = summarize_ms(timed(cp, call, 20))
+    _, event = gc.prepare(params, seed_meas, meas, config, seed_order=order)
+    caps = gc.capacities(config)
+    filter_times = summarize_ms(timed(cp, lambda: gc.filter_seeds(event, caps), 20))
     host = gc.canonical(tracks)
     checksum = int(np.asarray(host.meas, np.int64).sum() * 7 + np.asarray(host.offsets, np.int64).sum())
-    out.write_text(json.dumps({"variant": variant, "ms": times, "first_call_s": compile_s, "tracks": len(host.seed),
+    out.write_text(json.dumps({"variant": variant, "ms": times, "filter_ms": filter_times, "first_call_s": compile_s, "tracks": len(host.seed),
                                "checksum": checksum, "stats": tracks.stats}, default=float), encoding="utf-8")
 
 
@@ -114,7 +118,8 @@ def main() -> None:
             print(variant, "failed:", done.stderr.strip().splitlines()[-1:] or done.returncode, flush=True)
             continue
         d = json.loads(path.read_text(encoding="utf-8"))
-        print(f"{variant}: {d['ms']['median']:.2f} ms (IQR {d['ms']['q25']:.2f}-{d['ms']['q75']:.2f}), "
+        print(f"{variant}: {d['ms']['median']:.2f} ms (IQR {d['ms']['q25']:.2f}-{d['ms']['q75']:.2f}), filter kernel "
+              f"{d['filter_ms']['median']:.2f} ms (IQR {d['filter_ms']['q25']:.2f}-{d['filter_ms']['q75']:.2f}), "
               f"{d['tracks']} tracks, checksum {d['checksum']}", flush=True)
 
 

@@ -56,8 +56,7 @@ from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
 from reference.tracking.gpu import backend
-from reference.tracking.helix import (C_LIGHT, bound_jacobian, helix_advance, next_layer, propagate_bound,
-                                      propagate_bound_jacobian)
+from reference.tracking.helix import C_LIGHT, bound_jacobian, helix_advance, next_layer, propagate_bound
 from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalman_update_2d, transport_covariance
 from reference.tracking.spacepoints import Measurements
 
@@ -80,8 +79,8 @@ _CHI, _TURN = range(2)
 (_SI, _CUR, _STEP, _NN, _LI, _NW, _NC, _REF, _NMB, _LAST, _BEST_N, _BEST_HOLES) = range(12)
 _ST_SIZE = 12
 (_GX, _GY, _GZ, _TX, _TY, _TZ, _KAPPA, _S, _TURN_NEW, _RI, _PHI, _C2, _TN, _SIG2, _VSLOPE, _DPHI, _W2, _CHI_NEW,
- _BEST_CHI2) = range(19)
-_FX_SIZE = 19
+ _BEST_CHI2, _S_OVER, _S_OVER_BEST) = range(21)
+_FX_SIZE = 21
 # per-seed counters
 _N_STEPS, _N_ITEMS, _N_PROP, _N_WIN_OVER, _N_MEAS_OVER = range(5)
 _COUNTERS = ("branch_steps", "window_items", "propagations", "window_overflow", "track_overflow")
@@ -106,9 +105,10 @@ Found.__doc__ = """Best branch of every seed: measurement count (-1: no track), 
 chi2, holes, last filtered parameters, and the counters (n, 5)."""
 Work = namedtuple("Work", ("p", "cov", "plane", "ints", "real", "meas", "pnew", "jac", "ref_cov", "cov_new", "tmp25",
                           "gain", "glob", "gu", "vplane", "cand_meas", "cand_chi2", "cand_s", "cand_params", "window",
-                          "best_meas", "best_params", "st", "fx", "cnt"))
+                          "best_meas", "best_params", "over", "st", "fx", "cnt"))
 Work.__doc__ = """One thread's buffers: two generations of branches (p, cov, plane, ints, real, meas), the
-CPU's scratch vectors, candidates, window, best branch, state and counters."""
+CPU's scratch vectors, candidates, window, best branch, the best overlap's propagated parameters, state
+and counters."""
 Users = namedtuple("Users", "first accepted changed")
 Users.__doc__ = """Deduplication state: first accepted seed (processing position) using every measurement,
 accepted seeds, and the changed flag of the round."""
@@ -348,11 +348,9 @@ def _evaluate(ev, w, b, li):
             slot = q
     w.st[_NC] = 0
     w.st[_REF] = -1
-    if slot >= 0:
-        _try_candidate(ev, w, b, seeds.meas3[si, slot])
-        return
-    for e in range(w.st[_NW]):
-        _try_candidate(ev, w, b, w.window[e])
+    # one call site: the filter's largest helper is inlined once
+    for e in range(1 if slot >= 0 else w.st[_NW]):
+        _try_candidate(ev, w, b, seeds.meas3[si, slot] if slot >= 0 else w.window[e])
 
 
 @_device_function
@@ -374,25 +372,6 @@ def _copy_history(w, b, dst):
     for k in range(nmb):
         w.meas[1 - cur, dst, k] = w.meas[cur, b, k]
     w.st[_NMB] = nmb
-
-
-@_device_function
-def _child_prediction(ev, w, b, q):
-    """Prediction of branch b on candidate q's plane into the next slot: the candidate's
-    propagated parameters, and its covariance transported with the Jacobian of its path length."""
-    cur = w.st[_CUR]
-    dst = w.st[_NN]
-    m = w.cand_meas[q]
-    pn = w.p[1 - cur, dst]
-    cn = w.cov[1 - cur, dst]
-    for k in range(5):
-        pn[k] = w.cand_params[q, k]
-    if m == w.st[_REF]:
-        for k in range(25):
-            cn[k] = w.ref_cov[k]
-        return
-    bound_jacobian(w.p[cur, b], (ev.seeds.cfg[_BZ], w.cand_s[q]), w.plane[cur, b], ev.hits.planes[m], w.jac)
-    transport_covariance(w.cov[cur, b], w.jac, cn, w.tmp25)
 
 
 @_device_function
@@ -429,6 +408,7 @@ def _overlap_chi2(ev, w, m, m2):
     s2 = propagate_bound(w.p[nxt, w.st[_NN]], cfg[_BZ], pw, p2, w.pnew)
     if math.isnan(s2) or abs(s2) > 50.0:
         return math.inf
+    w.fx[_S_OVER] = s2
     return kalman_chi2_2d(w.pnew, cu, hits.local0[m2], hits.local1[m2], hits.var0[m2], hits.var1[m2], 0.0)
 
 
@@ -444,118 +424,186 @@ def _best_overlap(ev, w, m):
         if c2o < best_oc:
             best_oc = c2o
             best_o = m2
+            w.fx[_S_OVER_BEST] = w.fx[_S_OVER]
+            for k in range(5):
+                w.over[k] = w.pnew[k]
     return best_o
 
 
 @_device_function
-def _pick_up_overlap(ev, w, m):
-    """Second measurement of the layer on an overlapping module: update the new branch with it
-    when compatible (the CPU's pick-up); its plane becomes the branch's plane."""
-    best_o = _best_overlap(ev, w, m)
-    if best_o < 0:
-        return
-    if w.st[_NMB] >= w.meas.shape[2]:
-        w.cnt[_N_MEAS_OVER] += 1
-        return
-    hits = ev.hits
-    cfg = ev.seeds.cfg
-    nxt = 1 - w.st[_CUR]
-    pn = w.p[nxt, w.st[_NN]]
-    cn = w.cov[nxt, w.st[_NN]]
-    s2 = propagate_bound_jacobian(pn, cfg[_BZ], hits.planes[m], hits.planes[best_o], w.pnew, w.jac)
-    if math.isnan(s2):
-        return
-    transport_covariance(cn, w.jac, w.cov_new, w.tmp25)
-    c2o = kalman_chi2_2d(w.pnew, w.cov_new, hits.local0[best_o], hits.local1[best_o], hits.var0[best_o],
-                         hits.var1[best_o], 0.0)
-    if not c2o < cfg[_PICKUP]:
-        return
-    for k in range(5):
-        pn[k] = w.pnew[k]
-    for k in range(25):
-        cn[k] = w.cov_new[k]
-    w.fx[_CHI_NEW] += kalman_update_2d(pn, cn, hits.local0[best_o], hits.local1[best_o], hits.var0[best_o],
-                                       hits.var1[best_o], 0.0, w.gain)
-    _append_meas(w, w.st[_NN], best_o)
-    w.st[_LAST] = best_o
-
-
-@_device_function
-def _commit_child(w, b, pw, x_over_x0):
-    """Scattering on the plane pw, then the new branch's bookkeeping (child of branch b)."""
+def _commit_child(w, b, pw, x_over_x0, hole):
+    """Scattering on the plane pw, then the new branch's bookkeeping (child of branch b; a hole
+    counts against the hole limits and adds no chi2)."""
     cur = w.st[_CUR]
     nxt = 1 - cur
     dst = w.st[_NN]
     pn = w.p[nxt, dst]
-    cosi = (math.cos(pn[2]) * math.sin(pn[3]) * pw[9] + math.sin(pn[2]) * math.sin(pn[3]) * pw[10]
-            + math.cos(pn[3]) * pw[11])
+    if hole:
+        cosi = w.fx[_TN]
+    else:
+        cosi = (math.cos(pn[2]) * math.sin(pn[3]) * pw[9] + math.sin(pn[2]) * math.sin(pn[3]) * pw[10]
+                + math.cos(pn[3]) * pw[11])
     add_scattering_noise(pn, w.cov[nxt, dst], x_over_x0, cosi)
     for k in range(12):
         w.plane[nxt, dst, k] = pw[k]
+    extra = 1 if hole and w.st[_STEP] > 0 else 0
     w.ints[nxt, dst, _LAYER] = w.st[_LI]
     w.ints[nxt, dst, _NMEAS] = w.st[_NMB]
-    w.ints[nxt, dst, _HOLES] = w.ints[cur, b, _HOLES]
-    w.ints[nxt, dst, _CONSEC] = 0
-    w.real[nxt, dst, _CHI] = w.real[cur, b, _CHI] + w.fx[_CHI_NEW]
+    w.ints[nxt, dst, _HOLES] = w.ints[cur, b, _HOLES] + extra
+    w.ints[nxt, dst, _CONSEC] = w.ints[cur, b, _CONSEC] + extra if hole else 0
+    w.real[nxt, dst, _CHI] = w.real[cur, b, _CHI] if hole else w.real[cur, b, _CHI] + w.fx[_CHI_NEW]
     w.real[nxt, dst, _TURN] = w.fx[_TURN_NEW]
     w.st[_NN] = dst + 1
+
+
+@_device_function
+def _predicted(w, q):
+    """Candidate q's propagated parameters into the next slot; with the layer's reference
+    covariance when q is the reference candidate (True: the prediction is complete)."""
+    nxt = 1 - w.st[_CUR]
+    dst = w.st[_NN]
+    for k in range(5):
+        w.p[nxt, dst, k] = w.cand_params[q, k]
+    m = w.cand_meas[q]
+    if m < 0 or m != w.st[_REF]:
+        return False
+    for k in range(25):
+        w.cov[nxt, dst, k] = w.ref_cov[k]
+    return True
+
+
+@_device_function
+def _overlap_target(ev, w, m):
+    """The new branch's overlap measurement for the pick-up (-1: pick-up off, none, or no room)."""
+    if not (ev.seeds.cfg[_PICKUP] > 0.0 and w.st[_NW] > 1):
+        return -1
+    target = _best_overlap(ev, w, m)
+    if target >= 0 and w.st[_NMB] >= w.meas.shape[2]:
+        w.cnt[_N_MEAS_OVER] += 1
+        return -1
+    return target
+
+
+@_device_function
+def _jacobian_transport(ev, w, source, step, planes):
+    """The transport Jacobian from source = (parameters, covariance) over step = (path length,
+    output covariance) from plane planes[0] to plane planes[1], and the covariance transported
+    with it."""
+    p, cov = source
+    s, out = step
+    bound_jacobian(p, (ev.seeds.cfg[_BZ], s), planes[0], planes[1], w.jac)
+    transport_covariance(cov, w.jac, out, w.tmp25)
+
+
+@_device_function
+def _transported(ev, w, b, q, stage):
+    """Stage 0: the prediction of branch b on candidate q's plane into the next slot (the
+    candidate's propagated parameters; its covariance transported with the Jacobian of its path
+    length, or the layer's reference covariance); a hole candidate (measurement -1) lies on
+    w.vplane. Stage 1: the new branch's overlap measurement (-1: none or no room), its
+    prediction in w.over / w.cov_new. Returns the measurement. One call site of the Jacobian and
+    the transport serves both stages and the hole: the kernel's size bounds its speed."""
+    m = w.cand_meas[q]
+    first = stage == 0
+    if first:
+        if _predicted(w, q):
+            return m
+        target = m
+    else:
+        target = _overlap_target(ev, w, m)
+        if target < 0:
+            return -1
+    cur = w.st[_CUR]
+    nxt = 1 - cur
+    dst = w.st[_NN]
+    # from branch b to the candidate's plane, or from the new branch to its overlap measurement
+    source = (w.p[cur, b], w.cov[cur, b]) if first else (w.p[nxt, dst], w.cov[nxt, dst])
+    step = (w.cand_s[q], w.cov[nxt, dst]) if first else (w.fx[_S_OVER_BEST], w.cov_new)
+    _jacobian_transport(ev, w, source, step, (w.plane[cur, b] if first else ev.hits.planes[m],
+                                              w.vplane if target < 0 else ev.hits.planes[target]))
+    return target
+
+
+@_device_function
+def _take_overlap_prediction(w):
+    """The overlap's prediction (w.over, w.cov_new) becomes the new branch's state."""
+    nxt = 1 - w.st[_CUR]
+    dst = w.st[_NN]
+    for k in range(5):
+        w.p[nxt, dst, k] = w.over[k]
+    for k in range(25):
+        w.cov[nxt, dst, k] = w.cov_new[k]
+
+
+@_device_function
+def _filtered(ev, w, b, m, first):
+    """The chi2 test and Kalman update of the new branch with measurement m: the candidate (first,
+    against the chi2 cut; -1 when it fails: no branch) or the overlap (against the pick-up cut,
+    from its prediction; 0 when it fails). 1: updated, m appended."""
+    hits = ev.hits
+    cfg = ev.seeds.cfg
+    nxt = 1 - w.st[_CUR]
+    dst = w.st[_NN]
+    chi = kalman_chi2_2d(w.p[nxt, dst] if first else w.over, w.cov[nxt, dst] if first else w.cov_new, hits.local0[m],
+                         hits.local1[m], hits.var0[m], hits.var1[m], 0.0)
+    if first and chi > cfg[_CHI2_MAX]:
+        return -1
+    if not first:
+        if not chi < cfg[_PICKUP]:
+            return 0
+        _take_overlap_prediction(w)
+    chi_new = kalman_update_2d(w.p[nxt, dst], w.cov[nxt, dst], hits.local0[m], hits.local1[m], hits.var0[m],
+                               hits.var1[m], 0.0, w.gain)
+    if first:
+        w.fx[_CHI_NEW] = chi_new
+        _copy_history(w, b, dst)
+    else:
+        w.fx[_CHI_NEW] += chi_new
+    _append_meas(w, dst, m)
+    w.st[_LAST] = m
+    return 1
 
 
 @_device_function
 def _child(ev, w, b, q):
-    """Branch b updated with candidate q (and an overlap measurement) as the next free branch."""
-    _child_prediction(ev, w, b, q)
-    hits = ev.hits
-    cfg = ev.seeds.cfg
-    m = w.cand_meas[q]
-    nxt = 1 - w.st[_CUR]
-    dst = w.st[_NN]
-    pn = w.p[nxt, dst]
-    cn = w.cov[nxt, dst]
-    if kalman_chi2_2d(pn, cn, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0) > cfg[_CHI2_MAX]:
-        return
-    w.fx[_CHI_NEW] = kalman_update_2d(pn, cn, hits.local0[m], hits.local1[m], hits.var0[m], hits.var1[m], 0.0,
-                                      w.gain)
-    _copy_history(w, b, dst)
-    _append_meas(w, dst, m)
-    w.st[_LAST] = m
-    if cfg[_PICKUP] > 0.0 and w.st[_NW] > 1:
-        _pick_up_overlap(ev, w, m)
-    _commit_child(w, b, hits.planes[w.st[_LAST]], ev.geo.x0[w.st[_LI]])
+    """Branch b updated with candidate q (stage 0) and then with an overlap measurement on another
+    module of the layer (stage 1, the CPU's pick-up; its plane becomes the branch's plane) as the
+    next free branch. The hole candidate (measurement -1) gives the branch continued on the
+    layer's tangent plane without a measurement."""
+    hole = w.cand_meas[q] < 0
+    for stage in range(2):
+        m = _transported(ev, w, b, q, stage)
+        if m < 0:
+            break
+        status = _filtered(ev, w, b, m, stage == 0)
+        if status < 0:
+            return
+        if status == 0:
+            break
+    if hole:
+        _copy_history(w, b, w.st[_NN])
+    _commit_child(w, b, w.vplane if hole else ev.hits.planes[w.st[_LAST]], ev.geo.x0[w.st[_LI]], hole)
 
 
 @_device_function
-def _hole(ev, w, b):
-    """Branch b continues on the layer's tangent plane without a measurement; False when the hole
-    limits, a full branch buffer or a failed propagation end it."""
+def _hole_candidate(ev, w, b):
+    """The hole as candidate 0 (measurement -1): branch b propagated to the layer's tangent plane
+    (w.vplane); False when the hole limits, a full branch buffer or a failed propagation end the
+    branch."""
     cur = w.st[_CUR]
     cfg = ev.seeds.cfg
-    li = w.st[_LI]
     extra = 1 if w.st[_STEP] > 0 else 0
-    holes = w.ints[cur, b, _HOLES] + extra
-    consec = w.ints[cur, b, _CONSEC] + extra
-    if holes > cfg[_MAX_HOLES] or consec > cfg[_MAX_CONSEC] or w.st[_NN] >= w.p.shape[1]:
+    if (w.ints[cur, b, _HOLES] + extra > cfg[_MAX_HOLES] or w.ints[cur, b, _CONSEC] + extra > cfg[_MAX_CONSEC]
+            or w.st[_NN] >= w.p.shape[1]):
         return False
-    _layer_plane(w.glob[0], w.glob[1], w.glob[2], ev.geo.kind[li], w.vplane)
-    sm = propagate_bound_jacobian(w.p[cur, b], cfg[_BZ], w.plane[cur, b], w.vplane, w.pnew, w.jac)
+    _layer_plane(w.glob[0], w.glob[1], w.glob[2], ev.geo.kind[w.st[_LI]], w.vplane)
+    sm = propagate_bound(w.p[cur, b], cfg[_BZ], w.plane[cur, b], w.vplane, w.pnew)
     if math.isnan(sm):
         return False
-    nxt = 1 - cur
-    dst = w.st[_NN]
+    w.cand_meas[0] = -1
+    w.cand_s[0] = sm
     for k in range(5):
-        w.p[nxt, dst, k] = w.pnew[k]
-    transport_covariance(w.cov[cur, b], w.jac, w.cov[nxt, dst], w.tmp25)
-    add_scattering_noise(w.p[nxt, dst], w.cov[nxt, dst], ev.geo.x0[li], w.fx[_TN])
-    for k in range(12):
-        w.plane[nxt, dst, k] = w.vplane[k]
-    _copy_history(w, b, dst)
-    w.ints[nxt, dst, _LAYER] = li
-    w.ints[nxt, dst, _NMEAS] = w.st[_NMB]
-    w.ints[nxt, dst, _HOLES] = holes
-    w.ints[nxt, dst, _CONSEC] = consec
-    w.real[nxt, dst, _CHI] = w.real[cur, b, _CHI]
-    w.real[nxt, dst, _TURN] = w.fx[_TURN_NEW]
-    w.st[_NN] = dst + 1
+        w.cand_params[0, k] = w.pnew[k]
     return True
 
 
@@ -585,13 +633,14 @@ def _advance_branch(ev, w, b):
         _crossing(ev, w, b, li)
         _scan_window(ev, w, li)
         _evaluate(ev, w, b, li)
-        if w.st[_NC] > 0:
-            for q in range(w.st[_NC]):
+        n = w.st[_NC]
+        if n == 0 and _hole_candidate(ev, w, b):
+            n = 1
+        if n > 0:
+            for q in range(n):
                 if w.st[_NN] >= w.p.shape[1]:
                     break
                 _child(ev, w, b, q)
-            return
-        if _hole(ev, w, b):
             return
     _offer_best(w, w.st[_CUR], b)
 
@@ -680,7 +729,7 @@ def _filter_kernel(caps: tuple[int, int, int]):
                  cuda.local.array(6, f8), cuda.local.array(6, f8), cuda.local.array(12, f8), cuda.local.array(nc, i8),
                  cuda.local.array(nc, f8), cuda.local.array(nc, f8), cuda.local.array((nc, 5), f8),
                  cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4), cuda.local.array(5, f8),
-                 cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8), cuda.local.array(_N_COUNTERS, i8))
+                 cuda.local.array(5, f8), cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8), cuda.local.array(_N_COUNTERS, i8))
         ev = Event(seeds, hits, geo)
         k = cuda.atomic.add(counter, 0, 1)
         while k < seeds.launch.shape[0]:  # the next seed of the launch list, for whichever thread is free
