@@ -108,6 +108,15 @@ class Tracks:
                       self.stats)
 
 
+def grid_bins(layers: Layers) -> tuple[np.ndarray, np.ndarray]:
+    """Bins per layer of the measurement grid, from the nominal layer extents: (phi bins of about
+    4 mm, bins of 20 mm in z on cylinders or r on disks), shared by the CPU and the GPU."""
+    radius = np.where(layers.kind == KIND_CYLINDER, layers.position_mm, 0.5 * (layers.lo_mm + layers.hi_mm))
+    n_phi = np.clip((2 * np.pi * radius / 4.0).astype(np.int64), 8, 1024)
+    n2 = np.clip(((layers.hi_mm - layers.lo_mm) / 20.0).astype(np.int64), 1, 256)
+    return n_phi, n2
+
+
 def measurement_grid(meas: Measurements) -> LayerGrid:
     """Per-layer phi x (z or r) binning of measurements for the candidate search."""
     layers = meas.layers
@@ -118,9 +127,7 @@ def measurement_grid(meas: Measurements) -> LayerGrid:
     r = np.hypot(pos[:, 0], pos[:, 1])
     L = meas.layer_index
     c2 = np.where(layers.kind[L] == KIND_CYLINDER, pos[:, 2], r)
-    radius = np.where(layers.kind == KIND_CYLINDER, layers.position_mm, 0.5 * (layers.lo_mm + layers.hi_mm))
-    n_phi = np.clip((2 * np.pi * radius / 4.0).astype(np.int64), 8, 1024)
-    n2 = np.clip(((layers.hi_mm - layers.lo_mm) / 20.0).astype(np.int64), 1, 256)
+    n_phi, n2 = grid_bins(layers)
     # widen layer ranges to contain every measurement
     lo = layers.lo_mm.copy()
     hi = layers.hi_mm.copy()
