@@ -316,16 +316,49 @@ def _insert_candidate(w, cap, chi, m, sm):
 
 
 @_device_function
+def _hole_allowed(ev, w, b):
+    """The hole rules for branch b (limits on holes and consecutive holes, room for a branch);
+    the layer's tangent plane at the crossing into w.vplane when allowed."""
+    cur = w.st[_CUR]
+    cfg = ev.seeds.cfg
+    extra = 1 if w.st[_STEP] > 0 else 0
+    if (w.ints[cur, b, _HOLES] + extra > cfg[_MAX_HOLES] or w.ints[cur, b, _CONSEC] + extra > cfg[_MAX_CONSEC]
+            or w.st[_NN] >= w.p.shape[1]):
+        return False
+    _layer_plane(w.glob[0], w.glob[1], w.glob[2], ev.geo.kind[w.st[_LI]], w.vplane)
+    return True
+
+
+@_device_function
+def _hole_as_candidate(w, sm):
+    """The hole (measurement -1, on w.vplane, path length sm, parameters in w.pnew) as the only
+    candidate."""
+    w.cand_meas[0] = -1
+    w.cand_s[0] = sm
+    for k in range(5):
+        w.cand_params[0, k] = w.pnew[k]
+    w.st[_NC] = 1
+
+
+@_device_function
 def _try_candidate(ev, w, b, m):
     """Predicted chi2 of measurement m (covariance transported once per layer, to the first
-    candidate's plane, as the CPU does)."""
+    candidate's plane, as the CPU does). m = -1: the hole, branch b propagated to the layer's
+    tangent plane (w.vplane), the only candidate unless the propagation fails (one inlined
+    propagation for both: the kernel's size bounds its speed)."""
     cur = w.st[_CUR]
     p = w.p[cur, b]
     pl = w.plane[cur, b]
     cfg = ev.seeds.cfg
     hits = ev.hits
-    w.cnt[_N_PROP] += 1
-    sm = propagate_bound(p, cfg[_BZ], pl, hits.planes[m], w.pnew)
+    hole = m < 0
+    if not hole:
+        w.cnt[_N_PROP] += 1
+    sm = propagate_bound(p, cfg[_BZ], pl, w.vplane if hole else hits.planes[m], w.pnew)
+    if hole:
+        if not math.isnan(sm):
+            _hole_as_candidate(w, sm)
+        return
     if math.isnan(sm) or abs(sm - w.fx[_S]) > 200.0:
         return
     if w.st[_REF] < 0:
@@ -340,7 +373,8 @@ def _try_candidate(ev, w, b, m):
 
 @_device_function
 def _evaluate(ev, w, b, li):
-    """Candidates of the layer: only the seed's own measurement on a seed layer, else the window."""
+    """Candidates of the layer: only the seed's own measurement on a seed layer, else the window;
+    without any, the hole (measurement -1) when the hole rules allow it."""
     seeds = ev.seeds
     si = w.st[_SI]
     slot = -1
@@ -349,9 +383,16 @@ def _evaluate(ev, w, b, li):
             slot = q
     w.st[_NC] = 0
     w.st[_REF] = -1
-    # one call site: the filter's largest helper is inlined once
-    for e in range(1 if slot >= 0 else w.st[_NW]):
-        _try_candidate(ev, w, b, seeds.meas3[si, slot] if slot >= 0 else w.window[e])
+    # one call site: the filter's largest helper is inlined once; the last pass is the hole's
+    n = 1 if slot >= 0 else w.st[_NW]
+    for e in range(n + 1):
+        if e == n:
+            if w.st[_NC] > 0 or not _hole_allowed(ev, w, b):
+                break
+            m = -1
+        else:
+            m = seeds.meas3[si, slot] if slot >= 0 else w.window[e]
+        _try_candidate(ev, w, b, m)
 
 
 @_device_function
@@ -587,28 +628,6 @@ def _child(ev, w, b, q):
 
 
 @_device_function
-def _hole_candidate(ev, w, b):
-    """The hole as candidate 0 (measurement -1): branch b propagated to the layer's tangent plane
-    (w.vplane); False when the hole limits, a full branch buffer or a failed propagation end the
-    branch."""
-    cur = w.st[_CUR]
-    cfg = ev.seeds.cfg
-    extra = 1 if w.st[_STEP] > 0 else 0
-    if (w.ints[cur, b, _HOLES] + extra > cfg[_MAX_HOLES] or w.ints[cur, b, _CONSEC] + extra > cfg[_MAX_CONSEC]
-            or w.st[_NN] >= w.p.shape[1]):
-        return False
-    _layer_plane(w.glob[0], w.glob[1], w.glob[2], ev.geo.kind[w.st[_LI]], w.vplane)
-    sm = propagate_bound(w.p[cur, b], cfg[_BZ], w.plane[cur, b], w.vplane, w.pnew)
-    if math.isnan(sm):
-        return False
-    w.cand_meas[0] = -1
-    w.cand_s[0] = sm
-    for k in range(5):
-        w.cand_params[0, k] = w.pnew[k]
-    return True
-
-
-@_device_function
 def _offer_best(w, buf, b):
     """Branch b of generation buf becomes the best finished one if it has more measurements (or
     as many and a lower chi2)."""
@@ -634,11 +653,8 @@ def _advance_branch(ev, w, b):
         _crossing(ev, w, b, li)
         _scan_window(ev, w, li)
         _evaluate(ev, w, b, li)
-        n = w.st[_NC]
-        if n == 0 and _hole_candidate(ev, w, b):
-            n = 1
-        if n > 0:
-            for q in range(n):
+        if w.st[_NC] > 0:
+            for q in range(w.st[_NC]):
                 if w.st[_NN] >= w.p.shape[1]:
                     break
                 _child(ev, w, b, q)
