@@ -47,6 +47,7 @@ import math
 import warnings
 from collections import namedtuple
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 from numba import cuda  # kernels must name numba.cuda as a module global (the simulator swaps it)
@@ -57,6 +58,7 @@ from reference.tracking.errors import TrackingInputError
 from reference.tracking.estimation import TrackParameters
 from reference.tracking.geometry import KIND_CYLINDER, LayerGrid
 from reference.tracking.gpu import backend
+from reference.tracking.gpu.clusterization import Identity
 from reference.tracking.helix import C_LIGHT, bound_jacobian, helix_advance, next_layer, propagate_bound
 from reference.tracking.kalman import add_scattering_noise, kalman_chi2_2d, kalman_update_2d, transport_covariance
 from reference.tracking.spacepoints import Measurements
@@ -840,10 +842,17 @@ def _layer_bounds(meas: Measurements, c2) -> LayerBounds:
 
 def _grid_shape(layers) -> tuple:
     """Per-layer bin counts and bin offsets on the device, and the number of bins: the CPU's
-    :func:`~reference.tracking.ckf.grid_bins`, computed on the host from the layer table (no
-    device work, no synchronisation)."""
+    :func:`~reference.tracking.ckf.grid_bins` on the host, once per layer table (the GPU chain's
+    table is the cached device detector's), so events need no device work or synchronisation."""
+    return _cached_grid_shape(Identity(layers))
+
+
+@lru_cache(maxsize=8)
+def _cached_grid_shape(handle: Identity) -> tuple:
+    layers = handle.obj  # host or device arrays
     xp = backend.xp()
-    n_phi, n2 = grid_bins(layers)
+    n_phi, n2 = grid_bins(SimpleNamespace(**{name: _host(getattr(layers, name))
+                                             for name in ("kind", "position_mm", "lo_mm", "hi_mm")}))
     bin_offset = np.zeros(len(n_phi) + 1, np.int64)
     bin_offset[1:] = np.cumsum(n_phi * n2)
     return xp.asarray(n_phi), xp.asarray(n2), xp.asarray(bin_offset), int(bin_offset[-1])
