@@ -171,6 +171,19 @@ def float64_agreement(detector, events) -> dict:
     return {k: {label: min(r[label] for r in v) for label in v[0]} for k, v in found.items()}
 
 
+def _blocking_sync() -> bool:
+    """CU_CTX_SCHED_BLOCKING_SYNC on device 0's primary context, before any context is made (the
+    driver API through ctypes: CuPy has no call for it)."""
+    import ctypes
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    device = ctypes.c_int()
+    return (driver.cuInit(0) == 0 and driver.cuDeviceGet(ctypes.byref(device), 0) == 0
+            and driver.cuDevicePrimaryCtxSetFlags_v2(device, 4) == 0)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pileup", type=int, default=200)
@@ -194,9 +207,9 @@ def main() -> int:
     parser.add_argument("--agreement-only", action="store_true",
                         help="Only the float64 agreement of clusters and spacepoints (no timing).")
     args = parser.parse_args()
-    if args.blocking_sync:  # before the first CUDA context
-        import cupy
-        cupy.cuda.runtime.setDeviceFlags(cupy.cuda.runtime.deviceScheduleBlockingSync)
+    if args.blocking_sync and not _blocking_sync():
+        print("Could not set blocking synchronisation on the device's primary context.", file=sys.stderr)
+        return 2
     if not backend.device_present():
         print("This benchmark needs a CUDA GPU with CuPy (and NUMBA_ENABLE_CUDASIM unset).", file=sys.stderr)
         return 2
