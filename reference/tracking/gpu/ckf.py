@@ -7,7 +7,7 @@
 1. ``ckf_seeds``: every thread runs the CPU's filter for one seed: layer by layer with
    ``next_layer`` and ``helix_advance``, the candidate window on the measurement grid with the
    shared straight-line pre-selection (``line_residuals``), ``propagate_bound`` and
-   ``kalman_chi2_2d`` for the candidates, ``propagate_bound_jacobian``, ``transport_covariance``,
+   ``kalman_chi2_2d`` for the candidates, ``bound_jacobian``, ``transport_covariance``,
    ``kalman_update_2d`` and ``add_scattering_noise`` for the branches, the overlap pick-up and the
    hole rules, all in the thread's fixed-capacity buffers (two generations of
    ``max_branches_per_seed`` branches, ``max_branches_per_surface`` candidates, the CPU's 256
@@ -15,7 +15,10 @@
    finished branch. What the CPU drops silently when a buffer is full (window measurements
    beyond 256, measurements beyond 64 per track) is dropped here too, and counted in
    ``stats["window_overflow"]`` / ``stats["track_overflow"]`` with a warning. Threads take the
-   seeds sorted by theta, so that a warp's threads cross similar layers (10-15 % faster).
+   seeds sorted by theta, so that a warp's threads cross similar layers (10-15 % faster). The
+   kernel waits mostly for instructions (Nsight Compute, RESULTS.md) and numba inlines a helper
+   at every call site, so each large helper has one call site: holes and overlap pick-ups go
+   through the candidates' propagation and the children's update.
 2. Duplicate removal, the CPU's in-filter rule: a seed is skipped when ``skip_seed_min_used`` of
    its three measurements lie on tracks of seeds processed before it. The seeds go in chunks of
    the processing order (``SKIP_CHUNKS``). A chunk's seeds that the tracks of the earlier chunks
