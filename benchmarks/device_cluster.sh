@@ -40,9 +40,10 @@ for v in d['ckf']: print('ckf cap', v['cap'], round(v['ms']['median'], 2), 'ms',
              --import-source yes -f -o "$OUT/profile" python3 benchmarks/profile_gpu_kernels.py \
              --stages "${PROFILE_STAGES:-ckf}" --calls 3 > "$OUT/profile.log" 2>&1; echo "ncu rc=$?"; tail -4 "$OUT/profile.log"
            ncu --import "$OUT/profile.ncu-rep" --page details > "$OUT/profile-details.txt" 2>&1
-           ncu --import "$OUT/profile.ncu-rep" --page source --csv --print-source cuda > "$OUT/profile-lines.csv" 2>&1
-           python3 benchmarks/profile_gpu_kernels.py --summarize "$OUT/profile-lines.csv" > "$OUT/profile-lines.txt" 2>&1
-           head -60 "$OUT/profile-lines.txt"
+           # per machine instruction (numba's line information does not reach ncu's source view)
+           ncu --import "$OUT/profile.ncu-rep" --page source --csv --print-source sass > "$OUT/profile-sass.csv" 2>&1
+           python3 benchmarks/profile_gpu_kernels.py --summarize "$OUT/profile-sass.csv" > "$OUT/profile-sass.txt" 2>&1
+           head -30 "$OUT/profile-sass.txt"
            grep -E "Duration|Throughput|Registers|Local|Occupancy|Hit Rate|Warp Cycles|Eligible|Issued|One or More" \
              "$OUT/profile-details.txt" | head -60 ;;
     abckf) bash benchmarks/ab_ckf.sh "${AB_ROUNDS:-1}" "${AB_REF:-HEAD}" ;;

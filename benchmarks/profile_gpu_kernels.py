@@ -41,34 +41,68 @@ def _number(text: str) -> float:
         return 0.0
 
 
-def summarize(path: str, top: int = 40) -> None:
-    """The hottest source lines of an ``ncu --page source --csv`` export: share of the stall
-    samples, of the executed warp instructions, and the mean active threads per warp."""
+def source_table(path: str) -> tuple[list, list]:
+    """(column names, rows) of an ``ncu --page source --csv`` export (one row per instruction or
+    source line); exits with one sentence when the file holds none."""
     import csv  # pylint: disable=import-outside-toplevel
 
     csv.field_size_limit(1 << 30)
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            rows = list(csv.reader(handle))
+    except OSError as error:
+        sys.exit(f"Cannot read {path}: {error.strerror}.")
     header = next((i for i, r in enumerate(rows) if "Warp Stall Sampling (All Samples)" in r), None)
     if header is None:
         sys.exit(f"{path} holds no ncu source table (no 'Warp Stall Sampling' column).")
     names = rows[header]
+    return names, [r for r in rows[header + 1:] if len(r) == len(names)]
+
+
+def summary(names: list, rows: list, top: int = 20) -> dict:
+    """Stall reasons (share of the samples), active threads per executed warp instruction, the
+    opcodes by executed instructions, how many instructions hold half and 90 % of the stall
+    samples, and the ``top`` instructions by stall samples."""
     col = {name: i for i, name in enumerate(names)}
-    source = col.get("Source", 1)
-    lines, where = [], "?"
-    for number, row in enumerate(rows[header + 1:]):
-        if len(row) != len(names):
-            where = " ".join(row)[:80] or where
-            continue
-        lines.append((where, row[0], row[source].strip()[:90], _number(row[col["Warp Stall Sampling (All Samples)"]]),
-                      _number(row[col["Instructions Executed"]]), _number(row[col["Thread Instructions Executed"]]),
-                      number))
-    samples = sum(item[3] for item in lines) or 1.0
-    executed = sum(item[4] for item in lines) or 1.0
-    print(f"{len(lines)} source rows, {samples:.0f} stall samples, {executed:.0f} warp instructions")
-    for where, line, text, smp, ex, th, _ in sorted(lines, key=lambda item: -item[3])[:top]:
-        print(f"{100 * smp / samples:5.1f}% stalls {100 * ex / executed:5.1f}% instr "
-              f"{th / ex if ex else 0:4.1f} active | {where[-30:]}:{line} {text}")
+
+    def column(name):
+        return [_number(r[col[name]]) for r in rows]
+    samples, executed = column("Warp Stall Sampling (All Samples)"), column("Instructions Executed")
+    threads = sum(column("Thread Instructions Executed"))
+    reasons = {name[6:]: sum(column(name)) for name in names if name.startswith("stall_") and "(" not in name}
+    total_reasons = sum(reasons.values()) or 1.0
+    opcodes: dict = {}
+    for row, count in zip(rows, executed):
+        words = row[col.get("Source", 1)].split()
+        opcode = next((w for w in words if not w.startswith("@")), "") if words else ""
+        opcodes[opcode] = opcodes.get(opcode, 0.0) + count
+    ranked = sorted(range(len(rows)), key=lambda i: -samples[i])
+    total = sum(samples) or 1.0
+    cumulative, held = 0.0, {}
+    for n, i in enumerate(ranked, 1):
+        cumulative += samples[i]
+        for share in (0.5, 0.9):
+            if share not in held and cumulative >= share * total:
+                held[share] = n
+    return {"rows": len(rows), "stall_samples": sum(samples), "warp_instructions": sum(executed),
+            "active_threads_per_warp": threads / (sum(executed) or 1.0),
+            "stall_reasons": {k: v / total_reasons for k, v in sorted(reasons.items(), key=lambda kv: -kv[1]) if v},
+            "opcodes": dict(sorted(opcodes.items(), key=lambda kv: -kv[1])[:12]),
+            "rows_with_half_of_the_stalls": held.get(0.5, 0), "rows_with_90_percent": held.get(0.9, 0),
+            "top": [(rows[i][0], rows[i][col.get("Source", 1)].strip()[:80], samples[i] / total) for i in ranked[:top]]}
+
+
+def summarize(path: str) -> None:
+    """Print :func:`summary` of an ncu source export."""
+    result = summary(*source_table(path))
+    print(f"{result['rows']} rows, {result['stall_samples']:.0f} stall samples, "
+          f"{result['warp_instructions']:.0f} warp instructions, {result['active_threads_per_warp']:.1f} active "
+          f"threads per warp instruction; half of the stalls in {result['rows_with_half_of_the_stalls']} rows, 90 % "
+          f"in {result['rows_with_90_percent']}")
+    print("stall reasons:", ", ".join(f"{k} {100 * v:.1f} %" for k, v in result["stall_reasons"].items()))
+    print("opcodes:", ", ".join(f"{k} {v:.3g}" for k, v in result["opcodes"].items()))
+    for address, text, share in result["top"]:
+        print(f"{100 * share:5.1f} % {address} {text}")
 
 
 def main() -> None:
