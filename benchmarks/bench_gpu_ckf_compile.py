@@ -48,21 +48,17 @@ def _apply(knobs: set) -> None:
     backend.kernel_options = lambda family: {**options(family), **(extra if family == "ckf_filter" else {})}
 
 
-def _event_inputs(cp):
+def _event_inputs():
     """Device inputs of find_tracks for one mu = 200 event (seed 1)."""
-    from bench_tracking_gpu_ckf import ckf_inputs
-    from bench_tracking_gpu_seeding import device_products
+    from bench_tracking_gpu_ckf import device_ckf_inputs
 
     from reference.tracking.chain import reconstruct_event
-    from reference.tracking.estimation import TrackParameters
     from reference.tracking.geometry import build_generic_detector
     from reference.tracking.simulation import SimulationConfig, simulate_event
 
     detector = build_generic_detector()
-    res = reconstruct_event(simulate_event(detector, SimulationConfig(pileup=200), seed=1), detector)
-    params, seed_meas, order = ckf_inputs(res)
-    params_dev = TrackParameters(cp.asarray(params.params), cp.asarray(params.cov), cp.asarray(params.surface))
-    return params_dev, cp.asarray(seed_meas), device_products(cp, res)[1], cp.asarray(order)
+    return device_ckf_inputs(reconstruct_event(simulate_event(detector, SimulationConfig(pileup=200), seed=1),
+                                               detector))
 
 
 def run_variant(variant: str, out: Path) -> None:
@@ -81,7 +77,7 @@ def run_variant(variant: str, out: Path) -> None:
     for size in (32, 128):
         if f"threads{size}" in knobs:
             gc._THREADS = size  # pylint: disable=protected-access
-    params, seed_meas, meas, order = _event_inputs(cp)
+    params, seed_meas, meas, order = _event_inputs()
     config = ChainConfig().ckf
 
     def call():

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,7 +34,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from gpu_timing import gpu_or_exit, summarize_ms, timed  # noqa: E402
+from gpu_timing import gpu_or_exit, host_profile, summarize_ms, timed  # noqa: E402
 
 
 def ckf_inputs(res):
@@ -44,6 +43,14 @@ def ckf_inputs(res):
     seed_meas = np.column_stack([sp.measurement[seeds.bottom], sp.measurement[seeds.middle],
                                  sp.measurement[seeds.top]])[res.seed_valid]
     return res.parameters, seed_meas, np.argsort(-seeds.weight[res.seed_valid], kind="stable")
+
+
+def device_ckf_inputs(res):
+    """find_tracks' arguments for the chain result on the device: (parameters, seed measurements,
+    measurements, processing order)."""
+    from auditor.products import to_device
+    params, seed_meas, order = ckf_inputs(res)
+    return to_device((params, seed_meas, res.measurements, order), "cupy")
 
 
 def step_times(cp, args_dev, config, repeats: int) -> dict:
@@ -142,23 +149,13 @@ def variants(cp, args_dev, config, grid, repeats: int) -> dict:
     return out
 
 
-def host_profile(args_dev, config, calls: int = 5) -> list:
-    """The host's cProfile of ``calls`` find_tracks calls (grid built inside): the 30 functions with
-    the most own time, as text lines."""
-    import cProfile
-    import io
-    import pstats
+def ckf_profile(args_dev, config, calls: int = 5) -> list:
+    """The host's cProfile of ``calls`` find_tracks calls (grid built inside), as text lines: own
+    and cumulative ms per call, calls, function."""
     from reference.tracking.gpu import ckf as gc
-    profile = cProfile.Profile()
-    profile.enable()
-    for _ in range(calls):
-        gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], config, seed_order=args_dev[3])
-    profile.disable()
-    text = io.StringIO()
-    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(30)
-    # file names relative to the repository or to site-packages, not to this machine
-    lines = [line.replace(f"{ROOT}/", "") for line in text.getvalue().splitlines()]
-    return [re.sub(r"\S*/site-packages/", "site-packages/", line) for line in lines]
+    rows = host_profile(lambda: gc.find_tracks(args_dev[0], args_dev[1], args_dev[2], config,
+                                               seed_order=args_dev[3]), calls)
+    return [f"{own:9.3f} {cum:9.3f} {count:7d} {name}" for name, count, own, cum in rows]
 
 
 def agreement(event, res, gpu_tracks) -> dict:
@@ -184,7 +181,6 @@ def agreement(event, res, gpu_tracks) -> dict:
 
 
 def bench_event(cp, event, res, args) -> dict:
-    from auditor.products import to_device
     from reference.tracking.chain import ChainConfig
     from reference.tracking.ckf import find_tracks as cpu_find_tracks
     from reference.tracking.ckf import measurement_grid as cpu_grid
@@ -196,7 +192,7 @@ def bench_event(cp, event, res, args) -> dict:
         t0 = time.perf_counter()
         cpu_find_tracks(params, seed_meas, res.measurements, config, seed_order=order, grid=cpu_grid(res.measurements))
         t_cpu.append((time.perf_counter() - t0) * 1e3)
-    args_dev = to_device((params, seed_meas, res.measurements, order), "cupy")
+    args_dev = device_ckf_inputs(res)
     grid = gc.measurement_grid(args_dev[2])
 
     def with_grid_inside():
@@ -215,7 +211,7 @@ def bench_event(cp, event, res, args) -> dict:
             "gpu_steps_ms": step_times(cp, args_dev, config, args.repeats),
             "gpu_filter_variants_ms": filter_variants(cp, args_dev, config, args.repeats),
             "gpu_variants": variants(cp, args_dev, config, grid, args.repeats),
-            "host_profile": host_profile(args_dev, config),
+            "host_profile": ckf_profile(args_dev, config),
             "agreement": agreement(event, res, tracks)}
 
 

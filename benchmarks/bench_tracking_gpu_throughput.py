@@ -134,23 +134,14 @@ def stage_times(detector, events) -> dict:
     return out
 
 
-def host_profile(detector, events, top: int = 30) -> list:
-    """cProfile of the chain over ``events`` (one stream): the functions with the most own time,
-    as [function, calls, own ms per event, cumulative ms per event]."""
-    import cProfile
-    import pstats
+def chain_profile(detector, events) -> list:
+    """cProfile of the chain over ``events`` (one stream), per event (see ``gpu_timing.host_profile``)."""
+    from gpu_timing import host_profile
 
     from reference.tracking.gpu.chain import reconstruct_event_gpu
 
-    profile = cProfile.Profile()
-    profile.enable()
-    for event in events:
-        reconstruct_event_gpu(event, detector)
-    profile.disable()
-    stats = pstats.Stats(profile).stats
-    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
-    return [[f"{Path(f).name}:{line}({name})", calls, 1e3 * own / len(events), 1e3 * cum / len(events)]
-            for (f, line, name), (_, calls, own, cum, _) in rows]
+    queue = iter(events)
+    return host_profile(lambda: reconstruct_event_gpu(next(queue), detector), len(events))
 
 
 def float64_agreement(detector, events) -> dict:
@@ -232,7 +223,7 @@ def main() -> int:
         events_pinned = pinned(events)
         result["gpu_pinned_input"] = gpu_rates(detector, events_pinned, streams, args.repeats)
         result["stage_ms_pinned_input"] = stage_times(detector, events_pinned[:4])
-    result["host_profile"] = host_profile(detector, events[:4])
+    result["host_profile"] = chain_profile(detector, events[:4])
     if args.agreement_events > 0:
         result["float64_agreement"] = float64_agreement(detector, events[:args.agreement_events])
     if not args.no_cpu:

@@ -27,6 +27,23 @@ def gpu_or_exit():
         sys.exit(f"No GPU to benchmark on: {error}")
 
 
+def host_profile(fn, calls: int, top: int = 30) -> list:
+    """cProfile of ``calls`` calls of ``fn()``: the ``top`` functions by own time, as [function
+    (file name:line(name)), calls, own ms per call of fn, cumulative ms per call of fn]."""
+    import cProfile
+    import pstats
+    from pathlib import Path
+
+    profile = cProfile.Profile()
+    profile.enable()
+    for _ in range(calls):
+        fn()
+    profile.disable()
+    rows = sorted(pstats.Stats(profile).stats.items(), key=lambda item: -item[1][2])[:top]
+    return [[f"{Path(f).name}:{line}({name})", count, 1e3 * own / calls, 1e3 * cum / calls]
+            for (f, line, name), (_, count, own, cum, _) in rows]
+
+
 def timed(cp, fn, repeats: int) -> list:
     """CUDA-event times (ms) of ``fn()`` over ``repeats`` calls (after the caller's warm-up)."""
     out = []

@@ -120,11 +120,10 @@ def main() -> None:
         sys.exit("--stages takes ckf and/or seeding, and --calls must be at least 1.")
     cp = gpu_or_exit()
     with_lineinfo()
-    from bench_tracking_gpu_ckf import ckf_inputs
+    from bench_tracking_gpu_ckf import device_ckf_inputs
     from bench_tracking_gpu_seeding import device_products
 
     from reference.tracking.chain import ChainConfig, reconstruct_event
-    from reference.tracking.estimation import TrackParameters
     from reference.tracking.geometry import build_generic_detector
     from reference.tracking.gpu import ckf as gc
     from reference.tracking.gpu import seeding as gs
@@ -134,15 +133,12 @@ def main() -> None:
     event = simulate_event(detector, SimulationConfig(pileup=args.pileup), seed=args.seed)
     res = reconstruct_event(event, detector)
     config = ChainConfig()
-    sp_dev, meas_dev, _ = device_products(cp, res)
     if "ckf" in stages:
-        params, seed_meas, order = ckf_inputs(res)
-        params_dev = TrackParameters(cp.asarray(params.params), cp.asarray(params.cov), cp.asarray(params.surface))
-        seed_meas_dev, order_dev = cp.asarray(seed_meas), cp.asarray(order)
-        times = timed(cp, lambda: gc.find_tracks(params_dev, seed_meas_dev, meas_dev, config.ckf,
-                                                 seed_order=order_dev), args.calls)
+        params, seed_meas, meas, order = device_ckf_inputs(res)
+        times = timed(cp, lambda: gc.find_tracks(params, seed_meas, meas, config.ckf, seed_order=order), args.calls)
         print("find_tracks ms:", [round(t, 2) for t in times])
     if "seeding" in stages:
+        sp_dev = device_products(cp, res)[0]
         times = timed(cp, lambda: gs.find_seeds(sp_dev, config.seeding, "float32"), args.calls)
         print("find_seeds ms:", [round(t, 2) for t in times])
 
