@@ -72,7 +72,7 @@ def step_times(cp, args_dev, config, repeats: int) -> dict:
         ev[3].record()
         found, users, stats = gc.filter_and_skip(tables, caps, config.skip_used_seeds)
         ev[4].record()
-        gc._emit(found, users, order_d, stats)  # pylint: disable=protected-access
+        gc._emit(found, users, (order_d, None), stats)  # pylint: disable=protected-access
         ev[5].record()
         ev[5].synchronize()
         for k, name in enumerate(steps):

@@ -13,7 +13,9 @@ each on its own CUDA stream (``reconstruct_many``); events per second is events 
 repeat, after a warm-up that compiles the kernels. The same events through the CPU chain
 (``reconstruct_event``, numba, one thread per process) give the one-core rate (first
 ``--cpu-events`` events) and the all-core rate (a process pool of one worker per core over all
-events, after one warm-up event per worker). Results of every stream count are checked against
+events, after one warm-up event per worker). ``--batch 1,4,8`` also runs every stream count with
+batches of that many events per thread (``reconstruct_many(..., batch=B)``: clusterization per
+event, then one seeding, estimation and CKF for the batch). Results of every stream count are checked against
 one event at a time (seeds and tracks per event), and the per-stage times of single events are
 recorded. ``--pinned-input`` repeats the GPU rates with the events' hits and cells loaded into
 page-locked host memory before the timed loop (``--pinned-only``: only those). Then clusterization
@@ -70,7 +72,9 @@ def _signature(result) -> tuple:
     return len(result.seeds), result.info["tracks"], int(result.tracks.meas.sum())
 
 
-def gpu_rates(detector, events, streams: list[int], repeats: int) -> dict:
+def gpu_rates(detector, events, streams: list[int], repeats: int, batches: tuple = (1,)) -> dict:
+    """Events per second for every (streams, batch) pair, keyed "streams" for batch 1 and
+    "streamsxbatch" otherwise; results checked against one event at a time."""
     from reference.tracking.gpu.chain import reconstruct_event_gpu
     from reference.tracking.gpu.throughput import reconstruct_many
 
@@ -78,19 +82,21 @@ def gpu_rates(detector, events, streams: list[int], repeats: int) -> dict:
         reconstruct_event_gpu(events[0], detector)
     reference = [_signature(reconstruct_event_gpu(e, detector)) for e in events]
     rates = {}
-    for count in streams:
-        reconstruct_many(events[:count], detector, streams=count)  # per-thread contexts and pools
-        runs, host = [], []
-        for _ in range(repeats):
-            cpu_started = time.process_time()
-            done = reconstruct_many(events, detector, streams=count)
-            host.append(1e3 * (time.process_time() - cpu_started) / len(events))
-            assert [_signature(r) for r in done.results] == reference, f"{count} streams changed the results"
-            runs.append(done.events_per_s)
-        rates[str(count)] = {"median": statistics.median(runs), "min": min(runs), "max": max(runs), "runs": runs,
-                             "host_cpu_ms_per_event": statistics.median(host)}
-        print(f"GPU, {count} stream(s): {rates[str(count)]['median']:.1f} events/s, host CPU "
-              f"{statistics.median(host):.1f} ms per event", flush=True)
+    for batch in batches:
+        for count in streams:
+            key = str(count) if batch == 1 else f"{count}x{batch}"
+            reconstruct_many(events[:count * batch], detector, streams=count, batch=batch)  # contexts and pools
+            runs, host = [], []
+            for _ in range(repeats):
+                cpu_started = time.process_time()
+                done = reconstruct_many(events, detector, streams=count, batch=batch)
+                host.append(1e3 * (time.process_time() - cpu_started) / len(events))
+                assert [_signature(r) for r in done.results] == reference, f"{key} changed the results"
+                runs.append(done.events_per_s)
+            rates[key] = {"streams": count, "batch": batch, "median": statistics.median(runs), "min": min(runs),
+                          "max": max(runs), "runs": runs, "host_cpu_ms_per_event": statistics.median(host)}
+            print(f"GPU, {count} stream(s), batches of {batch}: {rates[key]['median']:.1f} events/s, host CPU "
+                  f"{statistics.median(host):.1f} ms per event", flush=True)
     return rates
 
 
@@ -122,26 +128,34 @@ def pinned(events) -> list:
     return [dataclasses.replace(e, hits=pin(e.hits, "cupy"), cells=pin(e.cells, "cupy")) for e in events]
 
 
-def stage_times(detector, events) -> dict:
-    """Per-stage wall times (ms, the device synchronised at each boundary) of one event, median of
-    the events given, one at a time."""
-    from reference.tracking.gpu.chain import reconstruct_event_gpu
+def stage_times(detector, events, batch: int = 1) -> dict:
+    """Per-stage wall times (ms, the device synchronised at each boundary) per event, median of
+    the events given, one at a time or in batches of ``batch`` (the batch's times shared by its
+    events)."""
+    from reference.tracking.gpu.chain import reconstruct_batch_gpu
 
-    results = [reconstruct_event_gpu(e, detector) for e in events]
+    results = [r for k in range(0, len(events), batch) for r in reconstruct_batch_gpu(events[k:k + batch], detector)]
     times = [r.timings_s for r in results]
     out = {k: 1e3 * statistics.median(t[k] for t in times) for k in times[0]}
     out["host_cpu"] = {k: 1e3 * statistics.median(r.cpu_timings_s[k] for r in results) for k in times[0]}
     return out
 
 
-def chain_profile(detector, events) -> list:
-    """cProfile of the chain over ``events`` (one stream), per event (see ``gpu_timing.host_profile``)."""
+def chain_profile(detector, events, batch: int = 1) -> list:
+    """cProfile of the chain over ``events`` (one stream, batches of ``batch``), per event (see
+    ``gpu_timing.host_profile``)."""
     from gpu_timing import host_profile
 
-    from reference.tracking.gpu.chain import reconstruct_event_gpu
+    from reference.tracking.gpu.chain import reconstruct_batch_gpu
 
-    queue = iter(events)
-    return host_profile(lambda: reconstruct_event_gpu(next(queue), detector), len(events))
+    queue = iter(range(0, len(events), batch))
+
+    def one() -> None:
+        k = next(queue)
+        reconstruct_batch_gpu(events[k:k + batch], detector)
+
+    rows = host_profile(one, len(events) // batch)  # per batch
+    return [[name, count, own / batch, cum / batch] for name, count, own, cum in rows]
 
 
 def float64_agreement(detector, events) -> dict:
@@ -180,6 +194,9 @@ def main() -> int:
     parser.add_argument("--pileup", type=int, default=200)
     parser.add_argument("--events", type=int, default=16)
     parser.add_argument("--streams", default="1,2,4,8")
+    parser.add_argument("--batch", default="1",
+                        help="Events per batch, comma-separated (each with every stream count): a thread runs a "
+                             "batch's events together (reconstruct_batch_gpu).")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cpu-events", type=int, default=4)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -188,6 +205,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--filter-threads", type=int, default=None,
                         help="Cap the CKF filter kernel's threads per event (FILTER_THREADS; default: one per seed).")
+    parser.add_argument("--skip-chunks", default=None,
+                        help="Chunks of the CKF's skip rule, comma-separated increasing fractions ending with 1 "
+                             "(SKIP_CHUNKS; default: one chunk).")
     parser.add_argument("--pinned-input", action="store_true",
                         help="Also time the events loaded into page-locked host memory beforehand.")
     parser.add_argument("--pinned-only", action="store_true",
@@ -207,23 +227,32 @@ def main() -> int:
     if args.filter_threads is not None:
         from reference.tracking.gpu import ckf
         ckf.FILTER_THREADS = args.filter_threads
+    if args.skip_chunks is not None:
+        from reference.tracking.gpu import ckf
+        ckf.SKIP_CHUNKS = tuple(float(f) for f in args.skip_chunks.split(","))
     detector, events = _simulate(args.pileup, args.events, args.seed)
     if args.agreement_only:
         print(json.dumps({"pileup": args.pileup, "events": len(events),
                           "float64_agreement": float64_agreement(detector, events)}, indent=1))
         return 0
     streams = [int(s) for s in args.streams.split(",")]
+    batches = tuple(int(b) for b in args.batch.split(","))
     result = {"benchmark": "tracking_gpu_throughput", "command": " ".join(sys.argv), "pileup": args.pileup,
-              "filter_threads": args.filter_threads, "blocking_sync": args.blocking_sync,
+              "filter_threads": args.filter_threads, "skip_chunks": args.skip_chunks, "blocking_sync": args.blocking_sync,
               "events": args.events, "device": str(backend.cuda().get_current_device().name)}
     if not args.pinned_only:
-        result.update({"gpu": gpu_rates(detector, events, streams, args.repeats),
+        result.update({"gpu": gpu_rates(detector, events, streams, args.repeats, batches),
                        "stage_ms": stage_times(detector, events[:4])})
     if args.pinned_input or args.pinned_only:
         events_pinned = pinned(events)
-        result["gpu_pinned_input"] = gpu_rates(detector, events_pinned, streams, args.repeats)
+        result["gpu_pinned_input"] = gpu_rates(detector, events_pinned, streams, args.repeats, batches)
         result["stage_ms_pinned_input"] = stage_times(detector, events_pinned[:4])
+        if max(batches) > 1:
+            result["stage_ms_pinned_input_batch"] = {"batch": max(batches), **stage_times(
+                detector, events_pinned[:2 * max(batches)], max(batches))}
     result["host_profile"] = chain_profile(detector, events[:4])
+    if max(batches) > 1:
+        result["host_profile_batch"] = chain_profile(detector, events[:2 * max(batches)], max(batches))
     if args.agreement_events > 0:
         result["float64_agreement"] = float64_agreement(detector, events[:args.agreement_events])
     if not args.no_cpu:

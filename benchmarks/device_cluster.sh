@@ -2,7 +2,7 @@
 # GPU-machine runs of the scale-out work: GPU tests, a pile-up sweep on a local Dask cluster with one
 # GPU worker and one CPU worker, and a tracking run report. Results under $OUT.
 # Usage (device tool, wheels for missing packages in .whl/): bash benchmarks/device_cluster.sh STEP...
-#   STEP: tests | gputests | throughput | float64 | sweep | run | dqm | distill | distillbench | abckf | abthroughput
+#   STEP: tests | gputests | throughput | batchthroughput | float64 | sweep | run | dqm | distill | distillbench | abckf | abthroughput
 #         | registers | seedingbench | profile   (abckf and abthroughput compare with the tree in AB_REF: a git ref or a tar)
 set -u
 SITE=$(mktemp -d)
@@ -21,6 +21,16 @@ for step in "$@"; do
     throughput) timeout 420 python3 benchmarks/bench_tracking_gpu_throughput.py --pileup 200 --events 16 \
              --streams 1,2,4,8 --repeats 3 --pinned-input --out "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
            echo "throughput rc=$?"; grep -v '^ *"runs"\|^ *[0-9.]*,\?$' "$OUT/throughput.txt" | tail -45 ;;
+    batchthroughput) timeout "${TP_TIMEOUT:-480}" python3 benchmarks/bench_tracking_gpu_throughput.py --pileup 200 \
+             --events "${TP_EVENTS:-32}" --streams "${TP_STREAMS:-1,2,4}" --batch "${TP_BATCH:-1,4,8}" --repeats 3 \
+             --pinned-only --no-cpu --agreement-events 0 ${TP_FLAGS:-} --out "$OUT/throughput-batch.json" \
+             > "$OUT/throughput-batch.txt" 2>&1; echo "throughput rc=$?"; grep "^GPU" "$OUT/throughput-batch.txt"
+           python3 -c "
+import json, sys; d = json.load(open(sys.argv[1]))
+for key in ('stage_ms_pinned_input', 'stage_ms_pinned_input_batch'):
+    print(key, {k: round(v, 2) if isinstance(v, float) else v for k, v in d.get(key, {}).items() if k != 'host_cpu'})
+    print('  host cpu', {k: round(v, 2) for k, v in d.get(key, {}).get('host_cpu', {}).items()})
+for row in d.get('host_profile_batch', [])[:14]: print('  ', row)" "$OUT/throughput-batch.json" ;;
     float64) for mu in 20 200; do timeout 300 python3 benchmarks/bench_tracking_gpu_throughput.py --pileup $mu \
              --events 3 --agreement-only > "$OUT/float64-mu$mu.txt" 2>&1; echo "float64 mu=$mu rc=$?"; cat "$OUT/float64-mu$mu.txt"; done ;;
     distillbench) timeout 570 python3 benchmarks/bench_distill.py --device cuda --tasks "${DISTILL_TASKS:-digits,seeds,dqm}" \

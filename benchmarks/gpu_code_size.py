@@ -65,7 +65,7 @@ def _signature():
 
     def z(dtype, ndim):
         return np.zeros((1,) * ndim, dtype)
-    seeds = gc.SeedStates(z(f8, 2), z(f8, 2), z(i8, 1), z(i8, 2), z(f8, 1), z(i8, 1))
+    seeds = gc.SeedStates(z(f8, 2), z(f8, 2), z(i8, 1), z(i8, 2), z(f8, 1), z(i8, 1), z(i8, 1))
     hits = gc.Hits(z(f8, 2), z(f8, 1), z(f8, 1), z(f8, 1), z(f8, 1), z(i8, 1), z(f8, 1), z(f8, 1))
     geo = gc.Geo(z(i4, 1), *[z(f8, 1)] * 6, z(i8, 1), z(i8, 1), z(f8, 1), z(f8, 1), z(i8, 1), z(i8, 1), z(i4, 1))
     found = gc.Found(z(i8, 1), z(i4, 2), z(f8, 1), z(i8, 1), z(f8, 2), z(i8, 2))

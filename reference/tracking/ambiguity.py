@@ -27,7 +27,7 @@ class AmbiguityConfig:
     min_measurements: int = 7
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # host threads of the GPU throughput mode run it side by side
 def _greedy(order, offsets, meas, n_meas_total, max_shared, min_meas):
     owner = np.full(n_meas_total, -1, np.int64)
     keep = np.zeros(order.shape[0], np.bool_)

@@ -137,6 +137,22 @@ def synchronize() -> None:
         cupy.cuda.get_current_stream().synchronize()
 
 
+def event_column(n: int, events: tuple | None, what: str) -> tuple:
+    """(event of each of the ``n`` items as an xp int64 array, number of events) for a batch of
+    events given as ``events`` = (event column, number of events); all zeros and 1 for one event
+    (``events`` None). A malformed column raises one clear :class:`TrackingInputError`."""
+    from reference.tracking.errors import TrackingInputError  # pylint: disable=import-outside-toplevel
+
+    array = xp()
+    if events is None:
+        return array.zeros(n, array.int64), 1
+    column, n_events = events
+    column = array.asarray(column)
+    if column.shape != (n,) or column.dtype.kind not in "iu" or int(n_events) < 1:
+        raise TrackingInputError(f"events must be (the event of every {what} as integers, the number of events).")
+    return column.astype(array.int64, copy=False), int(n_events)
+
+
 # ---------------------------------------------------------------- launches
 
 _COMPILED: dict = {}

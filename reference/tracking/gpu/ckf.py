@@ -71,6 +71,10 @@ _THREADS = 64  # threads per block of the filter kernel (large per-thread state)
 # chunk was fastest on an H100 (RESULTS.md): more chunks filter up to 31 % fewer branch steps, but
 # each launch lasts as long as its slowest seeds.
 SKIP_CHUNKS = (1.0,)
+# the chunks for a batch of events (``events``): with several batches in flight on their own
+# streams, the others fill the device while a launch waits for its slowest seeds. Three chunks
+# gave 72 events/s against 59 with one (H200, batches of 8, 4 streams; RESULTS.md).
+SKIP_CHUNKS_BATCH = (0.25, 0.5, 1.0)
 # most filter threads launched (None: one per seed); each thread takes the next seed of the launch
 # list when it is done with one. Caps of 16k-32k threads were within 3 % of None on an H100.
 FILTER_THREADS: int | None = None
@@ -92,20 +96,25 @@ _N_STEPS, _N_ITEMS, _N_PROP, _N_WIN_OVER, _N_MEAS_OVER = range(5)
 _COUNTERS = ("branch_steps", "window_items", "propagations", "window_overflow", "track_overflow")
 _N_COUNTERS = 5
 
-SeedStates = namedtuple("SeedStates", "params cov surface meas3 cfg launch")
+SeedStates = namedtuple("SeedStates", "params cov surface meas3 cfg launch event")
 SeedStates.__doc__ = """Seeds in processing order: parameters (n, 5), covariance (n, 25), plane (measurement
 index), the three seed measurements (n, 3); cfg the configuration vector; launch the seed of every
-filter thread (seeds sorted by theta, so that a warp's threads cross similar layers)."""
+filter thread (seeds sorted by theta, so that a warp's threads cross similar layers); event the
+seed's event in a batch (0 for one event)."""
 Hits = namedtuple("Hits", "planes local0 local1 var0 var1 layer phi c2")
 Hits.__doc__ = """Measurements: planes (n, 12), local position and variance, layer, global phi and coordinate 2
 (z on cylinders, r on disks)."""
 Geo = namedtuple("Geo", "kind position lo hi delta x0 tol n_phi n2 lo2 hi2 bin_offset bin_start items")
 Geo.__doc__ = """Layers (kind, position, extent, half thickness, material, window tolerance) and the
-measurement grid (:class:`LayerGrid` fields)."""
+measurement grid (:class:`LayerGrid` fields). For a batch of events, the fields that depend on the
+measurements (tol, lo2, hi2: events * layers; bin_start: events * bins + 1) hold every event's, one
+after the other; the filter kernel takes each seed's event's. lo and hi are the nominal extents
+(navigation)."""
 Event = namedtuple("Event", "seeds hits geo")
-LayerBounds = namedtuple("LayerBounds", "layer c2 var0 var1 lo hi tol")
-LayerBounds.__doc__ = """Measurements' layer, coordinate 2 and variances; per layer the widened extent (lo, hi)
-and the largest measurement extent (tol)."""
+LayerBounds = namedtuple("LayerBounds", "layer c2 var0 var1 lo hi tol row")
+LayerBounds.__doc__ = """Measurements' layer, coordinate 2 and variances; per layer of every event the widened
+extent (lo, hi) and the largest measurement extent (tol); row: the measurement's (event, layer) row
+of those, event * layers + layer."""
 Found = namedtuple("Found", "n meas chi2 holes params stats")
 Found.__doc__ = """Best branch of every seed: measurement count (-1: no track), measurements (n, capacity),
 chi2, holes, last filtered parameters, and the counters (n, 5)."""
@@ -752,10 +761,16 @@ def _filter_kernel(caps: tuple[int, int, int]):
                  cuda.local.array(nc, f8), cuda.local.array(nc, f8), cuda.local.array((nc, 5), f8),
                  cuda.local.array(MAX_WINDOW_ITEMS, i4), cuda.local.array(cap, i4), cuda.local.array(5, f8),
                  cuda.local.array(5, f8), cuda.local.array(_ST_SIZE, i8), cuda.local.array(_FX_SIZE, f8), cuda.local.array(_N_COUNTERS, i8))
-        ev = Event(seeds, hits, geo)
+        nl = geo.kind.shape[0]
+        nbins = geo.bin_offset[nl]
         k = cuda.atomic.add(counter, 0, 1)
         while k < seeds.launch.shape[0]:  # the next seed of the launch list, for whichever thread is free
             si = seeds.launch[k]
+            # the seed's event's view of the tables (here: numba-cuda device functions cannot return arrays)
+            a, e = seeds.event[si] * nl, seeds.event[si] + 1
+            ev = Event(seeds, hits, Geo(geo.kind, geo.position, geo.lo, geo.hi, geo.delta, geo.x0, geo.tol[a:e * nl],
+                                        geo.n_phi, geo.n2, geo.lo2[a:e * nl], geo.hi2[a:e * nl], geo.bin_offset,
+                                        geo.bin_start[(e - 1) * nbins:e * nbins + 1], geo.items))
             track_seed(ev, w, si)
             _store(ev, w, out, si)
             k = cuda.atomic.add(counter, 0, 1)
@@ -799,7 +814,7 @@ def _bounds_kernel():
     def layer_bounds(b):
         m = cuda.grid(1)
         if m < b.layer.shape[0]:
-            layer = b.layer[m]
+            layer = b.row[m]
             cuda.atomic.min(b.lo, layer, b.c2[m] - 1.0)
             cuda.atomic.max(b.hi, layer, b.c2[m] + 1.0)
             cuda.atomic.max(b.tol, layer, math.sqrt(3.0 * max(b.var0[m], b.var1[m])))
@@ -830,14 +845,20 @@ def _measurement_geometry(meas: Measurements):
     return phi, c2
 
 
-def _layer_bounds(meas: Measurements, c2) -> LayerBounds:
-    """Per layer: the extent widened to hold every measurement (lo, hi) and the window tolerance
-    (largest measurement extent, at most 10 mm), as the CPU's ``np.minimum.at`` / ``np.maximum.at``."""
+def _layer_bounds(meas: Measurements, c2, events: tuple = (None, 1)) -> LayerBounds:
+    """Per layer of every event: the extent widened to hold the event's measurements (lo, hi) and
+    the window tolerance (largest measurement extent, at most 10 mm), as the CPU's
+    ``np.minimum.at`` / ``np.maximum.at``. ``events`` = (event of every measurement or None for
+    one event, number of events)."""
     xp = backend.xp()
     layers = meas.layers
-    bounds = LayerBounds(xp.asarray(meas.layer_index).astype(xp.int64), c2, xp.asarray(meas.var0, dtype=xp.float64),
-                         xp.asarray(meas.var1, dtype=xp.float64), xp.array(layers.lo_mm, dtype=xp.float64),
-                         xp.array(layers.hi_mm, dtype=xp.float64), xp.zeros(len(layers)))
+    layer = xp.asarray(meas.layer_index).astype(xp.int64)
+    column, n_events = events
+    row = layer if column is None else column * len(layers) + layer
+    bounds = LayerBounds(layer, c2, xp.asarray(meas.var0, dtype=xp.float64), xp.asarray(meas.var1, dtype=xp.float64),
+                         xp.tile(xp.asarray(layers.lo_mm, dtype=xp.float64), n_events),
+                         xp.tile(xp.asarray(layers.hi_mm, dtype=xp.float64), n_events),
+                         xp.zeros(n_events * len(layers)), row)
     if c2.shape[0]:
         backend.launch(_bounds_kernel(), c2.shape[0], bounds)
     return bounds
@@ -861,21 +882,22 @@ def _cached_grid_shape(handle: Identity) -> tuple:
     return xp.asarray(n_phi), xp.asarray(n2), xp.asarray(bin_offset), int(bin_offset[-1])
 
 
-def _grid(meas: Measurements, geometry: tuple, bounds: LayerBounds) -> LayerGrid:
-    """The measurement grid from the measurements' (phi, coordinate 2) and the layer bounds."""
+def _grid(meas: Measurements, geometry: tuple, bounds: LayerBounds, n_events: int = 1) -> LayerGrid:
+    """The measurement grid from the measurements' (phi, coordinate 2) and the layer bounds; for a
+    batch, every event's bins one after the other (lo2, hi2 and bin_start as in :class:`Geo`)."""
     xp = backend.xp()
     n_phi, n2, bin_offset, n_bins = _grid_shape(meas.layers)
     phi, c2 = geometry
-    layer = bounds.layer
+    layer, row = bounds.layer, bounds.row
     lo2 = bounds.lo - 1e-6
     hi2 = bounds.hi + 1e-6
     tw = 2 * np.pi / n_phi[layer]
     ip = xp.mod(xp.floor((phi + np.pi) / tw).astype(xp.int64), n_phi[layer])
-    w2 = (hi2[layer] - lo2[layer]) / n2[layer]
-    i2 = xp.clip(xp.floor((c2 - lo2[layer]) / w2).astype(xp.int64), 0, n2[layer] - 1)
-    b = bin_offset[layer] + ip * n2[layer] + i2
+    w2 = (hi2[row] - lo2[row]) / n2[layer]
+    i2 = xp.clip(xp.floor((c2 - lo2[row]) / w2).astype(xp.int64), 0, n2[layer] - 1)
+    b = (row - layer) // len(meas.layers) * n_bins + bin_offset[layer] + ip * n2[layer] + i2
     order = xp.argsort(b, kind="stable")
-    bin_start = xp.searchsorted(b[order], xp.arange(n_bins + 1)).astype(xp.int64)
+    bin_start = xp.searchsorted(b[order], xp.arange(n_events * n_bins + 1)).astype(xp.int64)
     return LayerGrid(n_phi, n2, lo2, hi2, bin_offset, bin_start, order.astype(xp.int32))
 
 
@@ -885,14 +907,15 @@ def measurement_grid(meas: Measurements) -> LayerGrid:
     return _grid(meas, geometry, _layer_bounds(meas, geometry[1]))
 
 
-def _hits_and_geometry(meas: Measurements, grid: LayerGrid | None) -> tuple[Hits, Geo]:
-    """Device tables of the measurements, the layers and the grid."""
+def _hits_and_geometry(meas: Measurements, grid: LayerGrid | None, events: tuple = (None, 1)) -> tuple[Hits, Geo]:
+    """Device tables of the measurements, the layers and the grid (``events``: see
+    :func:`_layer_bounds`)."""
     xp = backend.xp()
     layers = meas.layers
     phi, c2 = _measurement_geometry(meas)
-    bounds = _layer_bounds(meas, c2)
+    bounds = _layer_bounds(meas, c2, events)
     if grid is None:
-        grid = _grid(meas, (phi, c2), bounds)
+        grid = _grid(meas, (phi, c2), bounds, events[1])
     hits = Hits(xp.ascontiguousarray(xp.asarray(meas.planes, dtype=xp.float64)),
                 xp.asarray(meas.local0, dtype=xp.float64), xp.asarray(meas.local1, dtype=xp.float64), bounds.var0,
                 bounds.var1, bounds.layer, phi, c2)
@@ -903,13 +926,23 @@ def _hits_and_geometry(meas: Measurements, grid: LayerGrid | None) -> tuple[Hits
     return hits, Geo(*layer_tables, xp.minimum(bounds.tol, 10.0), *grid_tables)
 
 
-def _seed_states(params: TrackParameters, seed_measurements, order, config: CkfConfig) -> SeedStates:
+@lru_cache(maxsize=16)
+def _config_vector(config: CkfConfig):
+    """The configuration vector on the device, once per configuration (read-only)."""
+    cfg = backend.xp().asarray(parameter_vector(config))
+    backend.synchronize()
+    return cfg
+
+
+def _seed_states(params: TrackParameters, seed_measurements, order, config: CkfConfig, event) -> SeedStates:
+    """Seeds in processing order; ``event``: the event of every measurement (None: one event)."""
     xp = backend.xp()
     meas3 = xp.asarray(seed_measurements).astype(xp.int64).reshape(-1, 3)[order]
     states = xp.ascontiguousarray(xp.asarray(params.params, dtype=xp.float64)[order])
-    return SeedStates(states, xp.ascontiguousarray(xp.asarray(params.cov, dtype=xp.float64)[order]),
-                      xp.asarray(params.surface).astype(xp.int64)[order], xp.ascontiguousarray(meas3),
-                      xp.asarray(parameter_vector(config)), xp.argsort(states[:, 3]))
+    surface = xp.asarray(params.surface).astype(xp.int64)[order]
+    seed_event = xp.zeros(len(surface), xp.int64) if event is None else event[surface]
+    return SeedStates(states, xp.ascontiguousarray(xp.asarray(params.cov, dtype=xp.float64)[order]), surface,
+                      xp.ascontiguousarray(meas3), _config_vector(config), xp.argsort(states[:, 3]), seed_event)
 
 
 def _check_inputs(params: TrackParameters, seed_measurements, meas: Measurements, order) -> None:
@@ -937,18 +970,23 @@ def _check_inputs(params: TrackParameters, seed_measurements, meas: Measurements
 def prepare(params: TrackParameters, seed_measurements, meas: Measurements, config: CkfConfig = CkfConfig(),
             **options) -> tuple[object, Event]:
     """Checked device tables for the filter: (processing order, :class:`Event`). ``options``:
-    seed_order and grid, as for :func:`find_tracks`."""
-    unknown = set(options) - {"seed_order", "grid"}
+    seed_order, grid and events, as for :func:`find_tracks`."""
+    unknown = set(options) - {"seed_order", "grid", "events"}
     if unknown:
-        raise TrackingInputError(f"find_tracks takes seed_order and grid as options, not {sorted(unknown)}.")
+        raise TrackingInputError(f"find_tracks takes seed_order, grid and events as options, not {sorted(unknown)}.")
     xp = backend.xp()
     seed_order = options.get("seed_order")
     n = len(params)
     order = xp.arange(n, dtype=xp.int64) if seed_order is None else xp.asarray(seed_order).astype(xp.int64)
     seed_measurements = xp.asarray(seed_measurements)
     _check_inputs(params, seed_measurements, meas, order)
-    hits, geo = _hits_and_geometry(meas, options.get("grid"))
-    return order, Event(_seed_states(params, seed_measurements, order, config), hits, geo)
+    events = options.get("events")
+    event, n_events = backend.event_column(len(meas), events, "measurement")
+    if events is not None and options.get("grid") is not None:
+        raise TrackingInputError("A given measurement grid serves one event; leave grid out for a batch of events.")
+    column = None if events is None else event
+    hits, geo = _hits_and_geometry(meas, options.get("grid"), (column, n_events))
+    return order, Event(_seed_states(params, seed_measurements, order, config, column), hits, geo)
 
 
 def _new_found(n: int, caps: tuple[int, int, int]) -> Found:
@@ -1042,14 +1080,21 @@ def filter_and_skip(ev: Event, caps: tuple[int, int, int], skip_used: bool, chun
     return found, users, stats
 
 
-def _emit(found: Found, users: Users, order, stats: dict) -> Tracks:
-    """Accepted tracks in processing order (count -> allocate -> fill)."""
+def _emit(found: Found, users: Users, orders: tuple, stats: dict) -> Tracks:
+    """Accepted tracks in processing order (count -> allocate -> fill); orders = (processing order,
+    None or the processing positions in the output order: by event for a batch)."""
     xp = backend.xp()
+    order, out_order = orders
     accepted = users.accepted
     kept = accepted.astype(xp.int64)
     counts = xp.where(accepted, found.n, 0)
-    pos = xp.cumsum(kept) - kept
-    start = xp.cumsum(counts) - counts
+    if out_order is None:
+        pos = xp.cumsum(kept) - kept
+        start = xp.cumsum(counts) - counts
+    else:
+        pos, start = xp.empty_like(kept), xp.empty_like(counts)
+        pos[out_order] = xp.cumsum(kept[out_order]) - kept[out_order]
+        start[out_order] = xp.cumsum(counts[out_order]) - counts[out_order]
     totals = _host(xp.concatenate((xp.stack((kept.sum(), counts.sum())), found.stats.sum(axis=0))))
     n_tracks, n_total = int(totals[0]), int(totals[1])
     dst = Emit(order, pos, start, xp.empty(n_tracks + 1, xp.int64), xp.empty(n_total, xp.int64),
@@ -1077,15 +1122,21 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
 
     Inputs may be host or device arrays. ``seed_order``: processing order (default: as given);
     ``grid``: the measurement grid (host or device, e.g. from :func:`measurement_grid`), built on
-    the device when None. Returns :class:`Tracks` with device arrays in the CPU's order;
+    the device when None; ``events`` = (event of every measurement, number of events): a batch of
+    events at once, each seed searching its own event's measurements (each event's layer
+    extents, tolerances and grid, as alone; the skip rule is per measurement, so per event). A
+    batch gives every event the tracks it gets alone, in processing order, the events one after
+    the other, and settles the skip rule in :data:`SKIP_CHUNKS_BATCH`. Returns
+    :class:`Tracks` with device arrays in the CPU's order;
     ``stats`` holds the counters over all seeds (the filter runs every seed, the skip rule comes
     afterwards), ``dedup_rounds`` and ``tracks``.
     """
     caps = capacities(config)
-    chunks = options.pop("chunks", SKIP_CHUNKS)
+    chunks = options.pop("chunks", SKIP_CHUNKS if options.get("events") is None else SKIP_CHUNKS_BATCH)
     order, ev = prepare(params, seed_measurements, meas, config, **options)
     found, users, stats = filter_and_skip(ev, caps, bool(config.skip_used_seeds), chunks)
-    tracks = _emit(found, users, order, stats)
+    by_event = None if options.get("events") is None else backend.xp().argsort(ev.seeds.event, kind="stable")
+    tracks = _emit(found, users, (order, by_event), stats)
     _report_overflow(tracks.stats)
     return tracks
 
@@ -1106,10 +1157,29 @@ def canonical(tracks: Tracks) -> Tracks:
 def tracks_from_seeds(seeds, spacepoints, measurements: Measurements, estimate: tuple,
                       config: CkfConfig = CkfConfig()) -> Tracks:
     """The CKF as the chain runs it: from the valid seeds of ``estimate`` = (parameters,
-    seed_valid), taken in descending seed weight, with the measurement grid built on the device."""
-    parameters, seed_valid = estimate
+    seed_valid), taken in descending seed weight, with the measurement grid built on the device.
+    For a batch, ``estimate`` = (parameters, seed_valid, events), with ``events`` = (event of
+    every measurement, number of events): each event's seeds in descending weight, the events
+    interleaved (:func:`_interleaved`)."""
+    parameters, seed_valid = estimate[:2]
+    events = estimate[2] if len(estimate) > 2 else None
     xp = backend.xp()
     sp_meas = spacepoints.measurement
     seed_measurements = xp.stack([sp_meas[seeds.bottom], sp_meas[seeds.middle], sp_meas[seeds.top]], axis=1)[seed_valid]
     order = xp.argsort(-seeds.weight[seed_valid], kind="stable")
-    return find_tracks(parameters, seed_measurements, measurements, config, seed_order=order)
+    if events is not None:
+        order = _interleaved(order, xp.asarray(events[0])[seed_measurements[order, 0]], events[1])
+    return find_tracks(parameters, seed_measurements, measurements, config, seed_order=order, events=events)
+
+
+def _interleaved(order, event, n_events: int):
+    """A batch's processing order: every event's seeds in their own order (``order``; ``event``
+    the event of each), the events interleaved by the fraction of their seeds processed, so that
+    the skip rule's chunks (:data:`SKIP_CHUNKS`) take the same share of every event. The skip
+    rule only compares seeds of one event, so the tracks are every event's own."""
+    xp = backend.xp()
+    by_event = xp.argsort(event, kind="stable")
+    order, event = order[by_event], event[by_event]
+    counts = xp.bincount(event, minlength=n_events)
+    rank = xp.arange(order.shape[0]) - (xp.cumsum(counts) - counts)[event]
+    return order[xp.argsort((rank + 0.5) / counts[event], kind="stable")]

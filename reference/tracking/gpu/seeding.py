@@ -64,17 +64,20 @@ _COMPAT_CAPACITY = 16  # distinct compatible top radii remembered by the seed fi
 (_DR_MIN, _DR_MAX, _COT_MAX, _COLL_MIN, _COLL_MAX, _DZ_MAX, _IMPACT_MAX, _SIGMA_SC, _MAX_PT_SC, _HIGHLAND,
  _PT_PER_HR, _MIN_HD2, _PT2_PER_R, _SCATTER_ANGLE2, _D_INV_HD, _IMPACT_WF, _COMPAT_W, _FILT_DR_MIN,
  _COMPAT_LIMIT, _GOOD_B_R, _GOOD_B_W, _GOOD_T_R, _GOOD_T_W, _GOOD_B_MIN_W, _SEED_MIN_W, _SPB_MIN_R,
- _MAX_SEEDS, _N_PHI, _N_Z, _Z_LO, _Z_BIN, _R_MAX, _Z_MAX, _R_SP_MIN, _NEG_R_SP_MAX) = range(35)
+ _MAX_SEEDS, _N_PHI, _N_Z, _Z_LO, _Z_BIN, _R_MAX, _Z_MAX) = range(33)
 
 # fields of the per-middle tuple returned by _middle
 (_M_PHI_BIN, _M_X, _M_Y, _M_Z, _M_R, _M_VAR_R, _M_VAR_Z, _M_COT0_LO, _M_COT0_HI, _M_ZB_LO, _M_ZB_HI, _M_ZT_LO,
- _M_ZT_HI) = range(13)
+ _M_ZT_HI, _M_CELL0) = range(14)
 
 _PRECISIONS = {"float32": np.float32, "float64": np.float64}
 
-Points = namedtuple("Points", "sp bin_start c")
-Points.__doc__ = """Spacepoints in grid order: sp (6, n) = x, y, z, r, var_r, var_z; bin_start (cells + 1), whose
-last entry is the number of spacepoints in the region (the others follow them); c the parameter vector."""
+Points = namedtuple("Points", "sp bin_start c event extremes")
+Points.__doc__ = """Spacepoints in grid order: sp (6, n) = x, y, z, r, var_r, var_z; bin_start (events * cells
++ 1: event e's cells are e * cells + the cell), whose last entry is the number of spacepoints in the
+region (the others follow them); c the parameter vector; event (n) the event of every spacepoint;
+extremes (2, events) the smallest radius and the negated largest radius of each event's spacepoints
+in the region."""
 Doublets = namedtuple("Doublets", "off top_sp top_cot bot_sp bot_cot bot_mid mid_max")
 Doublets.__doc__ = """Middle-top and middle-bottom doublets: off (2, 3 n + 1) top and bottom row offsets per
 (middle, phi neighbour), so that a middle's rows are [off[s, 3 m], off[s, 3 m + 3]); *_sp grid
@@ -96,11 +99,12 @@ ScanBuffer = namedtuple("ScanBuffer", "idx cot maxima rescan")
 ScanBuffer.__doc__ = """The first _DOUBLET_SLOTS doublets of every doublet job (spacepoint, cot(theta)), found by the
 count kernels; maxima (3, 3 n) of the top jobs; rescan = 1 to make the fill kernel scan again
 (when the CPU's per-middle limit cut some jobs short)."""
-RawPoints = namedtuple("RawPoints", "x y z var_r var_z")
-Binned = namedtuple("Binned", "sp r_keys cell key")
-Binned.__doc__ = """Binning output in input order: sp (6, n); r_keys (2, n) = (r, -r) in the region and +inf
-outside (their minima give the radius extremes); the grid cell (the sentinel cell outside); the
-sort key cell * 1024 + r (float64: exact for r < 1024 mm down to 2e-9 mm differences)."""
+RawPoints = namedtuple("RawPoints", "x y z var_r var_z event")
+Binned = namedtuple("Binned", "sp extremes cell key")
+Binned.__doc__ = """Binning output in input order: sp (6, n); extremes (2, events), the minima of (r, -r) over each
+event's spacepoints in the region (atomic minima; +inf before); the grid cell of the batch (event *
+cells + cell; events * cells, the sentinel, outside the region); the sort key within the event,
+its cell * 1024 + r (float64: exact for r < 1024 mm down to 2e-9 mm differences)."""
 
 
 def _real(dtype: str):
@@ -117,12 +121,10 @@ def _check_config(config: SeedingConfig) -> None:
 
 
 def parameter_vector(config: SeedingConfig) -> np.ndarray:
-    """The CPU's seeding parameter vector followed by the grid's (n_phi, n_z, z_lo, z_bin), the
-    region's r_max and z_max, and slots for the smallest radius and the negated largest radius of
-    the region's spacepoints (set on the device)."""
+    """The CPU's seeding parameter vector followed by the grid's (n_phi, n_z, z_lo, z_bin) and the
+    region's r_max and z_max."""
     n_phi, n_z = grid_shape(config)
-    return np.concatenate([cut_vector(config, n_phi, n_z),
-                           np.array([config.r_max_mm, config.z_max_mm, np.inf, np.inf], dtype=np.float64)])
+    return np.concatenate([cut_vector(config, n_phi, n_z), np.array([config.r_max_mm, config.z_max_mm])])
 
 
 # ---------------------------------------------------------------- device helpers: grid
@@ -130,7 +132,7 @@ def parameter_vector(config: SeedingConfig) -> np.ndarray:
 @cuda.jit(device=True)
 def _bin_point(raw, binned, c, i):
     """Coordinates (cast to the working dtype), radius and grid cell of input spacepoint i (the
-    CPU's region cut and binning)."""
+    CPU's region cut and binning), and its event's radius extremes."""
     sp = binned.sp
     sp[0, i] = raw.x[i]
     sp[1, i] = raw.y[i]
@@ -142,15 +144,16 @@ def _bin_point(raw, binned, c, i):
     n_z = int(c[_N_Z])
     z = sp[2, i]
     cell = n_phi * n_z
-    binned.r_keys[0, i] = math.inf
-    binned.r_keys[1, i] = math.inf
+    batch_cell = cell * binned.extremes.shape[1]  # the sentinel: after every event's cells
     if r <= c[_R_MAX] and c[_Z_LO] <= z <= c[_Z_MAX] and math.isfinite(r):
-        binned.r_keys[0, i] = r
-        binned.r_keys[1, i] = -r
+        e = raw.event[i]
+        cuda.atomic.min(binned.extremes, (0, e), r)
+        cuda.atomic.min(binned.extremes, (1, e), -r)
         ip = min(max(int((math.atan2(sp[1, i], sp[0, i]) + math.pi) / (2 * math.pi / n_phi)), 0), n_phi - 1)
         cell = ip * n_z + min(max(int((z - c[_Z_LO]) / c[_Z_BIN]), 0), n_z - 1)
+        batch_cell = e * n_phi * n_z + cell
     sp[3, i] = r
-    binned.cell[i] = cell
+    binned.cell[i] = batch_cell
     binned.key[i] = cell * 1024.0 + (r if cell < n_phi * n_z else 0.0)
 
 
@@ -158,16 +161,17 @@ def _bin_point(raw, binned, c, i):
 
 @cuda.jit(device=True)
 def _middle(pts, m):
-    """The middle's phi bin (-1 when no bottom or no top can exist at its radius), coordinates,
-    cot(theta) range from the collision region and the z windows of its bottoms and tops (the
-    extremes of the corners in delta r and z0, as the CPU)."""
+    """The middle's phi bin (-1 when no bottom or no top can exist at its radius in its event),
+    coordinates, cot(theta) range from the collision region, the z windows of its bottoms and tops
+    (the extremes of the corners in delta r and z0, as the CPU) and its event's first grid cell."""
     sp = pts.sp
     c = pts.c
     rm = sp[3, m]
     zm = sp[2, m]
     n_phi = int(c[_N_PHI])
     ipm = min(int((math.atan2(sp[1, m], sp[0, m]) + math.pi) / (2.0 * math.pi / n_phi)), n_phi - 1)
-    if rm - c[_DR_MIN] < c[_R_SP_MIN] or rm + c[_DR_MIN] > -c[_NEG_R_SP_MAX]:
+    e = pts.event[m]
+    if rm - c[_DR_MIN] < pts.extremes[0, e] or rm + c[_DR_MIN] > -pts.extremes[1, e]:
         ipm = -1
     cot_lo = (zm - c[_COLL_MAX]) / rm
     cot_hi = (zm - c[_COLL_MIN]) / rm
@@ -176,7 +180,7 @@ def _middle(pts, m):
     t0, t1 = zm + c[_DR_MIN] * cot_hi, zm + c[_DR_MIN] * cot_lo
     t2, t3 = zm + c[_DR_MAX] * cot_hi, zm + c[_DR_MAX] * cot_lo
     return (ipm, sp[0, m], sp[1, m], zm, rm, sp[4, m], sp[5, m], cot_lo, cot_hi,
-            min(b0, b1, b2, b3), max(b0, b1, b2, b3), min(t0, t1, t2, t3), max(t0, t1, t2, t3))
+            min(b0, b1, b2, b3), max(b0, b1, b2, b3), min(t0, t1, t2, t3), max(t0, t1, t2, t3), e * n_phi * int(c[_N_Z]))
 
 
 @cuda.jit(device=True)
@@ -247,7 +251,7 @@ def _scan_neighbour(pts, mid, side_p, out):
     ipb = (mid[_M_PHI_BIN] + p - 1) % n_phi
     count = 0
     for iz in range(iz0, iz1 + 1):
-        count = _scan_cell(pts, mid, (side, ipb * n_z + iz, iz), out, count)
+        count = _scan_cell(pts, mid, (side, mid[_M_CELL0] + ipb * n_z + iz, iz), out, count)
     return count
 
 
@@ -670,24 +674,33 @@ def _host_ints(a) -> list:
 
 @lru_cache(maxsize=16)
 def _device_parameters(config: SeedingConfig, dtype: str):
-    return backend.xp().asarray(parameter_vector(config), dtype=_PRECISIONS[dtype])
+    """The parameter vector on the device, once per configuration (read-only; complete before
+    another stream reads it)."""
+    c = backend.xp().asarray(parameter_vector(config), dtype=_PRECISIONS[dtype])
+    backend.synchronize()
+    return c
 
 
-def build_grid(sp: Spacepoints, config: SeedingConfig, dtype: str) -> tuple[Points, object]:
-    """Spacepoints sorted by (phi-z cell, radius) with the out-of-region ones last (one stable sort
-    of the bin kernel's key), and the order (indices into ``sp``). No host synchronisation."""
+def build_grid(sp: Spacepoints, config: SeedingConfig, dtype: str, events: tuple | None = None) -> tuple[Points, object]:
+    """Spacepoints sorted by (event, phi-z cell, radius) with the out-of-region ones last (one
+    stable sort of the bin kernel's key, and one by event for a batch), and the order (indices into
+    ``sp``). ``events``: see :func:`find_seeds`. No host synchronisation."""
     xp = backend.xp()
     real = _real(dtype)
     n = len(sp.x)
+    event, n_events = backend.event_column(n, events, "spacepoint")
     n_phi, n_z = grid_shape(config)
-    binned = Binned(xp.empty((6, n), real), xp.empty((2, n), real), xp.empty(n, xp.int64), xp.empty(n, xp.float64))
-    raw = RawPoints(*(xp.asarray(a) for a in (sp.x, sp.y, sp.z, sp.var_r, sp.var_z)))
-    c = _device_parameters(config, dtype).copy()
+    binned = Binned(xp.empty((6, n), real), xp.full((2, n_events), xp.inf, real), xp.empty(n, xp.int64),
+                    xp.empty(n, xp.float64))
+    raw = RawPoints(*(xp.asarray(a) for a in (sp.x, sp.y, sp.z, sp.var_r, sp.var_z)), event)
+    c = _device_parameters(config, dtype)
     backend.launch(_grid_kernel(), n, raw, binned, c)
     order = xp.argsort(binned.key, kind="stable")
-    bin_start = xp.searchsorted(binned.cell[order], xp.arange(n_phi * n_z + 1))
-    c[_R_SP_MIN:] = binned.r_keys.min(axis=1)
-    return Points(binned.sp[:, order], bin_start.astype(xp.int64, copy=False), c), order
+    if n_events > 1:  # then by event, the out-of-region ones (cell >= the sentinel) after all events
+        order = order[xp.argsort(xp.minimum(binned.cell[order] // (n_phi * n_z), n_events), kind="stable")]
+    bin_start = xp.searchsorted(binned.cell[order], xp.arange(n_events * n_phi * n_z + 1))
+    return Points(binned.sp[:, order], bin_start.astype(xp.int64, copy=False), c, event[order],
+                  binned.extremes), order
 
 
 def _cap_counts(cnt):
@@ -774,9 +787,15 @@ def seeds_from_slots(pts: Points, dbl: Doublets, trip: Triplets, slots: Slots, o
     return out
 
 
-def find_seeds(sp: Spacepoints, config: SeedingConfig = SeedingConfig(), dtype: str = "float32") -> Seeds:
+def find_seeds(sp: Spacepoints, config: SeedingConfig = SeedingConfig(), dtype: str = "float32",
+               events: tuple | None = None) -> Seeds:
     """Triplet seeds of ``sp`` (device or host arrays) on the device; returns :class:`Seeds` with
-    device arrays, indices into ``sp``, ordered by middle (grid order) and decreasing weight."""
+    device arrays, indices into ``sp``, ordered by middle (grid order) and decreasing weight.
+
+    ``events`` = (event of every spacepoint, number of events) seeds a batch of events at once:
+    the spacepoints of all events, one after the other, each event with its own grid cells and
+    radius extremes, so that every event gets the seeds it gets alone (as indices into the batch),
+    the events' seeds one after the other. The stats are the batch's totals."""
     real = _real(dtype)
     _check_config(config)
     if len(sp.x) == 0:
@@ -784,7 +803,7 @@ def find_seeds(sp: Spacepoints, config: SeedingConfig = SeedingConfig(), dtype: 
         empty = xp.zeros(0, xp.int64)
         return Seeds(empty, empty.copy(), empty.copy(), xp.zeros(0, real), xp.zeros(0, real),
                      {"bottom_doublets": 0, "top_doublets": 0, "triplets": 0, "middles": 0})
-    pts, order = build_grid(sp, config, dtype)
+    pts, order = build_grid(sp, config, dtype, events)
     dbl, n_region = find_doublets(pts, dtype)
     trip = find_triplets(pts, dbl, dtype)
     slots = select_seeds(pts, dbl, trip, config, dtype)

@@ -6,7 +6,10 @@ ambiguity resolution leave the device idle). Here ``streams`` host threads take 
 queue; each runs the whole chain (:func:`reconstruct_event_gpu`, copies and host ambiguity
 resolution included) inside its own non-blocking CuPy stream, and every kernel is launched on the
 current stream (:func:`backend.stream`), so the work of different events overlaps on the device
-and with the host work. Results are returned in event order and are the same as one at a time.
+and with the host work. With ``batch`` > 1 a thread takes that many events at a time and runs
+them as one batch (:func:`reconstruct_batch_gpu`): the host's work per event shrinks, and the
+CKF launches hold several events' seeds. Results are returned in event order and are the same as
+one at a time.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from reference.tracking.chain import ChainConfig, ChainResult
 from reference.tracking.event import Event
 from reference.tracking.geometry import Detector
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.chain import reconstruct_event_gpu
+from reference.tracking.gpu.chain import reconstruct_batch_gpu, reconstruct_event_gpu
 
 
 @dataclass(frozen=True)
@@ -37,32 +40,41 @@ class Throughput:
         return len(self.results) / self.seconds if self.seconds > 0 else float("inf")
 
 
+def _run_item(item: tuple, detector: Detector | None, config: ChainConfig, out: list) -> None:
+    """Reconstruct one queued item, (first index, events), into ``out``; an error goes into the
+    slots of its events."""
+    first, events = item
+    try:
+        results = (reconstruct_batch_gpu(events, detector, config) if len(events) > 1
+                   else [reconstruct_event_gpu(events[0], detector, config)])
+    except Exception as error:  # pylint: disable=broad-except  # re-raised in the caller's thread
+        results = [error] * len(events)
+    out[first:first + len(events)] = results
+
+
 def _worker(work: queue.Queue, detector: Detector | None, config: ChainConfig, out: list) -> None:
-    """Reconstruct queued (index, event) pairs on this thread's own stream until the queue is empty."""
+    """Reconstruct queued items on this thread's own stream until the queue is empty."""
     import cupy  # pylint: disable=import-outside-toplevel,import-error  # only on GPU machines
 
     with cupy.cuda.Stream(non_blocking=True):
         while True:
             try:
-                index, event = work.get_nowait()
+                item = work.get_nowait()
             except queue.Empty:
                 return
-            try:
-                out[index] = reconstruct_event_gpu(event, detector, config)
-            except Exception as error:  # pylint: disable=broad-except  # re-raised in the caller's thread
-                out[index] = error
+            _run_item(item, detector, config, out)
 
 
 def reconstruct_many(events: Sequence[Event], detector: Detector | None = None, config: ChainConfig = ChainConfig(),
-                     streams: int = 4) -> Throughput:
-    """Reconstruct ``events`` with ``streams`` events in flight; the first error of an event is raised."""
-    if streams < 1:
-        raise ValueError("streams must be at least 1")
+                     streams: int = 4, batch: int = 1) -> Throughput:
+    """Reconstruct ``events`` with ``streams`` batches of ``batch`` events in flight; the first
+    error of an event is raised."""
+    if streams < 1 or batch < 1:
+        raise ValueError("streams and batch must be at least 1")
     if backend.simulated():
         streams = 1  # the simulator runs kernels on the host: nothing to overlap
-    work: queue.Queue = queue.Queue()
-    for item in enumerate(events):
-        work.put(item)
+    events = list(events)
+    work = _queue(events, batch)
     out: list = [None] * len(events)
     started = time.perf_counter()
     if streams == 1:
@@ -81,7 +93,14 @@ def reconstruct_many(events: Sequence[Event], detector: Detector | None = None, 
     return Throughput(streams, seconds, tuple(out))
 
 
+def _queue(events: list, batch: int) -> queue.Queue:
+    """The work items: (index of the first event, the batch's events)."""
+    work: queue.Queue = queue.Queue()
+    for first in range(0, len(events), batch):
+        work.put((first, events[first:first + batch]))
+    return work
+
+
 def _serial(work: queue.Queue, detector: Detector | None, config: ChainConfig, out: list) -> None:
     while not work.empty():
-        index, event = work.get_nowait()
-        out[index] = reconstruct_event_gpu(event, detector, config)
+        _run_item(work.get_nowait(), detector, config, out)

@@ -115,6 +115,50 @@ def test_tracks_equal_the_cpu_tracks(small, name):
     assert (dev.stats["dedup_rounds"] >= 2) == config.skip_used_seeds  # seeds on found tracks were skipped
 
 
+def test_a_batch_of_events_gets_each_event_s_own_tracks(tiny, small):
+    """Three events in one launch (measurements one after the other, seeds by event then weight):
+    every event gets the CPU's tracks of that event alone, although the events overlap in space
+    (the grid, layer extents and tolerances are per event). The first and last are the same
+    event: without the separation their seeds would pick up each other's measurements."""
+    from reference.tracking.gpu.batch import event_column, stack_measurements  # pylint: disable=import-outside-toplevel
+
+    parts = [small, tiny, small]
+    meas, counts = stack_measurements([p.measurements for p in parts])
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    params, seed_meas, orders, expected = [], [], [], []
+    n_seeds = 0
+    for k, res in enumerate(parts):
+        p, sm, order = _inputs(res)
+        cpu = cpu_find_tracks(p, sm, res.measurements, seed_order=order)
+        expected.append(Tracks(cpu.offsets, cpu.meas + starts[k], cpu.chi2, cpu.n_holes, cpu.params, cpu.seed + n_seeds))
+        params.append(type(p)(p.params, p.cov, p.surface + starts[k]))
+        seed_meas.append(sm + starts[k])
+        orders.append(order + n_seeds)
+        n_seeds += len(p)
+    both = type(params[0])(*(np.concatenate([getattr(p, n) for p in params]) for n in ("params", "cov", "surface")))
+    dev = gpu.find_tracks(both, np.concatenate(seed_meas), meas, seed_order=np.concatenate(orders),
+                          events=(event_column(counts), 3))
+    offsets = np.concatenate(([0], np.cumsum(np.concatenate([e.n_meas for e in expected]))))
+    joined = Tracks(offsets, *(np.concatenate([getattr(e, n) for e in expected])
+                               for n in ("meas", "chi2", "n_holes", "params", "seed")))
+    assert len(expected[0]) >= 30 and len(expected[1]) >= 3
+    _assert_same_tracks(dev, joined)
+    # the chain's order (events interleaved by the share of their seeds processed) and three chunks
+    column = event_column(counts)
+    order = np.concatenate(orders)
+    interleaved = _host(gpu._interleaved(order, column[np.concatenate(seed_meas)[order, 0]], 3))  # pylint: disable=protected-access
+    assert not np.array_equal(interleaved, order)
+    chunked = gpu.find_tracks(both, np.concatenate(seed_meas), meas, seed_order=interleaved, events=(column, 3),
+                              chunks=(0.3, 0.6, 1.0))
+    chunked = Tracks(*(_host(getattr(chunked, f)) for f in ("offsets", "meas", "chi2", "n_holes", "params", "seed")))
+    seed_event = np.repeat(np.arange(3), [len(p) for p in params])
+    _assert_same_tracks(chunked.subset(np.argsort(seed_event[chunked.seed], kind="stable")), joined)
+    with pytest.raises(TrackingInputError, match="one event"):
+        gpu.find_tracks(both, np.concatenate(seed_meas), meas, grid=cpu_grid(meas), events=(event_column(counts), 3))
+    with pytest.raises(TrackingInputError, match="every measurement"):
+        gpu.find_tracks(both, np.concatenate(seed_meas), meas, events=(event_column(counts)[1:], 3))
+
+
 def test_the_skip_rule_follows_the_processing_order(tiny):
     """Reversed order, a given grid and default order: the skip rule follows the order like the CPU's."""
     params, seed_meas, order = _inputs(tiny)

@@ -162,6 +162,37 @@ def test_matching_rate_follows_the_traccc_definition(tiny_sp):
     assert matching_rate(cpu, shifted, moved, 0.001) == 0.0
 
 
+def _concatenated(parts: list) -> tuple:
+    """The spacepoints of several events one after the other, with their event column."""
+    cols = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Spacepoints)}
+    return Spacepoints(**cols), np.repeat(np.arange(len(parts)), [len(p) for p in parts])
+
+
+def test_a_batch_of_events_gets_each_event_s_own_seeds(tiny_sp):
+    """Four events seeded at once give each event the seeds it gets alone, in the same order,
+    although the events overlap in space: grid cells and radius extremes are per event. The
+    first and last are the same event (shared cells would make seeds across the copies); the
+    second has only far-out spacepoints left, so its radius extremes differ."""
+    other = _spacepoints(1, 30.0, 4)
+    far = Spacepoints(*(getattr(other, f.name)[other.x ** 2 + other.y ** 2 > 60.0 ** 2]
+                        for f in dataclasses.fields(Spacepoints)))
+    parts = [tiny_sp, far, other, tiny_sp]
+    batch, column = _concatenated(parts)
+    config = SeedingConfig(min_pt_gev=0.15, max_seeds_per_middle=2)
+    got = find_seeds(batch, config, dtype="float64", events=(column, 4))
+    start = 0
+    pieces = []
+    for part in parts:
+        alone = find_seeds(part, config, dtype="float64")
+        pieces.append(np.stack([_host(getattr(alone, n)) + start for n in ("bottom", "middle", "top")], 1))
+        start += len(part)
+    expected = np.concatenate(pieces)
+    assert len(expected) > 40 and len(pieces[1]) < len(pieces[2])
+    np.testing.assert_array_equal(np.stack([_host(getattr(got, n)) for n in ("bottom", "middle", "top")], 1), expected)
+    with pytest.raises(TrackingInputError, match="events"):
+        find_seeds(batch, config, events=(column[1:], 4))
+
+
 def test_bad_options_give_one_clear_error(tiny_sp):
     with pytest.raises(TrackingInputError, match="dtype"):
         find_seeds(tiny_sp, dtype="float16")

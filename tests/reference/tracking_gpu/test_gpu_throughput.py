@@ -24,8 +24,8 @@ def _tracks(result):
     return sorted(map(tuple, np.split(result.tracks.meas, result.tracks.offsets[1:-1])))
 
 
-def _check_same_as_one_by_one(detector, events, streams):
-    many = reconstruct_many(events, detector, streams=streams)
+def _check_same_as_one_by_one(detector, events, streams, batch=1):
+    many = reconstruct_many(events, detector, streams=streams, batch=batch)
     assert len(many.results) == len(events) and many.events_per_s > 0
     for event, result in zip(events, many.results):
         alone = reconstruct_event_gpu(event, detector)
@@ -36,7 +36,7 @@ def _check_same_as_one_by_one(detector, events, streams):
 @pytest.mark.skipif(not backend.simulated(), reason="the simulator case; the GPU case is the test below")
 def test_simulator_runs_events_in_order(events):
     detector, items = events
-    _check_same_as_one_by_one(detector, items[:2], streams=4)
+    _check_same_as_one_by_one(detector, items[:3], streams=4, batch=2)  # a batch of two, then one event
     assert reconstruct_many(items[:1], detector, streams=4).streams == 1
 
 
@@ -44,9 +44,13 @@ def test_simulator_runs_events_in_order(events):
 def test_streams_give_the_results_of_one_event_at_a_time(events):
     detector, items = events
     _check_same_as_one_by_one(detector, items, streams=4)
+    _check_same_as_one_by_one(detector, items, streams=2, batch=2)
+    _check_same_as_one_by_one(detector, items[:3], streams=1, batch=4)
 
 
 def test_streams_must_be_positive(events):
     detector, items = events
     with pytest.raises(ValueError, match="at least 1"):
         reconstruct_many(items[:1], detector, streams=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        reconstruct_many(items[:1], detector, batch=0)
