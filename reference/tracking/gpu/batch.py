@@ -62,6 +62,23 @@ def _track_rows(tracks: Tracks, rows: tuple, first_meas: int, first_seed: int) -
                   tracks.n_holes[a:b], tracks.params[a:b], tracks.seed[a:b] - first_seed, dict(tracks.stats))
 
 
+def _first_rows(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """For rows sorted by event, where row i's event is the interval of ``bounds`` that holds
+    ``values[i]`` (``values`` need not be sorted within an event): the first row of every event,
+    by binary search (the events' rows are contiguous, so ``values[i] >= bound`` flips once)."""
+    out = np.empty(len(bounds), np.int64)
+    for k, bound in enumerate(bounds):
+        lo, hi = 0, len(values)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if values[mid] < bound:
+                lo = mid + 1
+            else:
+                hi = mid
+        out[k] = lo
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchProducts:
     """Host products of a batch: measurements (with their counts per event), spacepoints, seeds,
@@ -80,8 +97,9 @@ def _event_measurements(host: BatchProducts, k: int, meas_start: np.ndarray, hit
     lo, hi = meas_start[k], meas_start[k + 1]
     fields = {f.name: getattr(host.measurements, f.name)[lo:hi] for f in dataclasses.fields(Measurements)
               if f.name not in ("layers", "hit_measurement")}
-    hm = host.measurements.hit_measurement[hit_rows[k]:hit_rows[k + 1]]
-    return Measurements(**fields, hit_measurement=np.where(hm >= 0, hm - lo, -1), layers=host.measurements.layers)
+    hm = host.measurements.hit_measurement[hit_rows[k]:hit_rows[k + 1]] - lo
+    np.maximum(hm, -1, out=hm)  # -1 (no measurement) became -1 - lo
+    return Measurements(**fields, hit_measurement=hm, layers=host.measurements.layers)
 
 
 def split_products(host: BatchProducts, hit_counts: Sequence[int]) -> list[dict]:
@@ -91,11 +109,13 @@ def split_products(host: BatchProducts, hit_counts: Sequence[int]) -> list[dict]
     n_events = len(host.counts)
     meas_start = _starts(host.counts)
     hit_start = _starts(np.asarray(hit_counts, np.int64))
-    meas_event = np.repeat(np.arange(n_events), host.counts)
     sp = host.spacepoints
-    sp_rows = _rows(meas_event[sp.measurement], n_events)
-    seed_rows = _rows(meas_event[sp.measurement[host.seeds.middle]], n_events)
-    valid_rows = np.concatenate(([0], np.cumsum(host.seed_valid)))[seed_rows]
+    if np.all(sp.measurement[1:] >= sp.measurement[:-1]):  # one per measurement, in order (the GPU's)
+        sp_rows = np.searchsorted(sp.measurement, meas_start)
+    else:
+        sp_rows = _rows(np.searchsorted(meas_start, sp.measurement, side="right") - 1, n_events)
+    seed_rows = _first_rows(host.seeds.middle, sp_rows)
+    valid_rows = _starts([np.count_nonzero(host.seed_valid[a:b]) for a, b in zip(seed_rows[:-1], seed_rows[1:])])
     tracks = host.tracks_all
     track_event = np.searchsorted(valid_rows, tracks.seed, side="right") - 1
     if np.any(np.diff(track_event) < 0):  # the CKF interleaves the events: each event's tracks, in its order

@@ -144,10 +144,12 @@ def test_a_batch_of_events_gets_each_event_s_own_tracks(tiny, small):
     assert len(expected[0]) >= 30 and len(expected[1]) >= 3
     _assert_same_tracks(dev, joined)
     # the chain's order (events interleaved by the share of their seeds processed) and three chunks
+    xp = backend.xp()
     column = event_column(counts)
-    order = np.concatenate(orders)
-    interleaved = _host(gpu._interleaved(order, column[np.concatenate(seed_meas)[order, 0]], 3))  # pylint: disable=protected-access
-    assert not np.array_equal(interleaved, order)
+    order = xp.asarray(np.concatenate(orders))
+    first_meas = xp.asarray(np.concatenate(seed_meas)[:, 0])
+    interleaved = _host(gpu._interleaved(order, column[first_meas[order]], 3))  # pylint: disable=protected-access
+    assert not np.array_equal(interleaved, _host(order))
     chunked = gpu.find_tracks(both, np.concatenate(seed_meas), meas, seed_order=interleaved, events=(column, 3),
                               chunks=(0.3, 0.6, 1.0))
     chunked = Tracks(*(_host(getattr(chunked, f)) for f in ("offsets", "meas", "chi2", "n_holes", "params", "seed")))
