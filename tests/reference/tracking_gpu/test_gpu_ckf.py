@@ -156,7 +156,8 @@ def test_a_batch_of_events_gets_each_event_s_own_tracks(tiny, small):
     seed_event = np.repeat(np.arange(3), [len(p) for p in params])
     _assert_same_tracks(chunked.subset(np.argsort(seed_event[chunked.seed], kind="stable")), joined)
     with pytest.raises(TrackingInputError, match="one event"):
-        gpu.find_tracks(both, np.concatenate(seed_meas), meas, grid=cpu_grid(meas), events=(event_column(counts), 3))
+        gpu.find_tracks(both, np.concatenate(seed_meas), meas, grid=cpu_grid(tiny.measurements),
+                        events=(event_column(counts), 3))
     with pytest.raises(TrackingInputError, match="every measurement"):
         gpu.find_tracks(both, np.concatenate(seed_meas), meas, events=(event_column(counts)[1:], 3))
 
