@@ -129,6 +129,16 @@ def blocks(n: int, threads: int = 256) -> tuple:
     return max(1, (int(n) + threads - 1) // threads), threads, stream()
 
 
+def free_cached_memory() -> None:
+    """Give the blocks CuPy's memory pools keep for reuse back to the device (after running out of
+    device memory); no-op under the simulator."""
+    if not simulated():
+        import cupy  # pylint: disable=import-outside-toplevel
+
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
+
+
 def synchronize() -> None:
     """Wait for the work queued on the current stream (no-op under the simulator)."""
     if not simulated():

@@ -127,6 +127,27 @@ def test_reconstruct_command_in_batches_skips_only_the_bad_event(small, tmp_path
     assert not (tmp_path / "out" / "event000000002-performance.json").exists()
 
 
+def test_a_batch_too_big_for_the_device_runs_event_by_event(small, tmp_path, monkeypatch):
+    """A batch that runs out of device memory is run again one event at a time, with a note."""
+    import reference.tracking.gpu.chain as gpu_chain  # pylint: disable=import-outside-toplevel
+
+    detector, event = small
+    write_detector(tmp_path / "detectors.csv", detector)
+    for name in ("event000000001", "event000000002"):
+        write_event(tmp_path, name, event)
+
+    def out_of_memory(*_):
+        raise MemoryError("out of memory allocating 7,400,000,000 bytes")
+
+    monkeypatch.setattr(gpu_chain, "reconstruct_batch_gpu", out_of_memory)
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["reconstruct", str(tmp_path), "--out", str(tmp_path / "out"), "--device", "gpu",
+                                      "--batch", "2"])
+    assert result.exit_code == 0, result.output
+    assert "reconstructed 2 of 2" in result.output and "did not fit" in result.output
+
+
 def test_pinned_copies_back_equal_plain_copies():
     """to_host_pinned gives the arrays to_host gives (page-locked, after one synchronisation),
     for nested products with non-contiguous and empty arrays; a GPU test."""
