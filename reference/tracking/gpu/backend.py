@@ -147,7 +147,7 @@ def synchronize() -> None:
         cupy.cuda.get_current_stream().synchronize()
 
 
-def event_column(n: int, events: tuple | None, what: str) -> tuple:
+def checked_event_column(n: int, events: tuple | None, what: str) -> tuple:
     """(event of each of the ``n`` items as an xp int64 array, number of events) for a batch of
     events given as ``events`` = (event column, number of events); all zeros and 1 for one event
     (``events`` None). A malformed column raises one clear :class:`TrackingInputError`."""

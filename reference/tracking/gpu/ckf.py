@@ -981,7 +981,7 @@ def prepare(params: TrackParameters, seed_measurements, meas: Measurements, conf
     seed_measurements = xp.asarray(seed_measurements)
     _check_inputs(params, seed_measurements, meas, order)
     events = options.get("events")
-    event, n_events = backend.event_column(len(meas), events, "measurement")
+    event, n_events = backend.checked_event_column(len(meas), events, "measurement")
     if events is not None and options.get("grid") is not None:
         raise TrackingInputError("A given measurement grid serves one event; leave grid out for a batch of events.")
     column = None if events is None else event

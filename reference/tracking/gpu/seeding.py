@@ -688,7 +688,7 @@ def build_grid(sp: Spacepoints, config: SeedingConfig, dtype: str, events: tuple
     xp = backend.xp()
     real = _real(dtype)
     n = len(sp.x)
-    event, n_events = backend.event_column(n, events, "spacepoint")
+    event, n_events = backend.checked_event_column(n, events, "spacepoint")
     n_phi, n_z = grid_shape(config)
     binned = Binned(xp.empty((6, n), real), xp.full((2, n_events), xp.inf, real), xp.empty(n, xp.int64),
                     xp.empty(n, xp.float64))
