@@ -206,8 +206,8 @@ def main() -> int:
     parser.add_argument("--filter-threads", type=int, default=None,
                         help="Cap the CKF filter kernel's threads per event (FILTER_THREADS; default: one per seed).")
     parser.add_argument("--skip-chunks", default=None,
-                        help="Chunks of the CKF's skip rule, comma-separated increasing fractions ending with 1 "
-                             "(SKIP_CHUNKS; default: one chunk).")
+                        help="Chunks of the CKF's skip rule, comma-separated increasing fractions ending with 1, "
+                             "for single events and batches (default: SKIP_CHUNKS and SKIP_CHUNKS_BATCH).")
     parser.add_argument("--pinned-input", action="store_true",
                         help="Also time the events loaded into page-locked host memory beforehand.")
     parser.add_argument("--pinned-only", action="store_true",
@@ -224,12 +224,11 @@ def main() -> int:
     if not backend.device_present():
         print("This benchmark needs a CUDA GPU with CuPy (and NUMBA_ENABLE_CUDASIM unset).", file=sys.stderr)
         return 2
+    from reference.tracking.gpu import ckf
     if args.filter_threads is not None:
-        from reference.tracking.gpu import ckf
         ckf.FILTER_THREADS = args.filter_threads
-    if args.skip_chunks is not None:
-        from reference.tracking.gpu import ckf
-        ckf.SKIP_CHUNKS = tuple(float(f) for f in args.skip_chunks.split(","))
+    if args.skip_chunks is not None:  # single events and batches alike
+        ckf.SKIP_CHUNKS = ckf.SKIP_CHUNKS_BATCH = tuple(float(f) for f in args.skip_chunks.split(","))
     detector, events = _simulate(args.pileup, args.events, args.seed)
     if args.agreement_only:
         print(json.dumps({"pileup": args.pileup, "events": len(events),

@@ -147,6 +147,14 @@ def synchronize() -> None:
         cupy.cuda.get_current_stream().synchronize()
 
 
+def device_constant(array: np.ndarray):
+    """A read-only table on the device (xp array), complete before any stream reads it: for
+    constants cached once per configuration and shared by the streams of throughput mode."""
+    out = xp().asarray(array)
+    synchronize()
+    return out
+
+
 def checked_event_column(n: int, events: tuple | None, what: str) -> tuple:
     """(event of each of the ``n`` items as an xp int64 array, number of events) for a batch of
     events given as ``events`` = (event column, number of events); all zeros and 1 for one event

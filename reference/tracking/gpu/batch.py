@@ -25,10 +25,12 @@ from reference.tracking.spacepoints import Measurements, Spacepoints
 def stack_measurements(parts: Sequence[Measurements]) -> tuple[Measurements, np.ndarray]:
     """The measurements of several events (xp arrays, one layer table) one after the other, and
     the host array of their counts. Each event's ``hit_measurement`` (per hit of the event, -1
-    for none) is offset to index the batch."""
+    for none) is offset to index the batch. One event's measurements are returned as they are."""
     xp = backend.xp()
     counts = np.array([len(p) for p in parts], np.int64)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    if len(parts) == 1:
+        return parts[0], counts
+    starts = _starts(counts)
     fields = {}
     for f in dataclasses.fields(Measurements):
         if f.name in ("layers", "hit_measurement"):

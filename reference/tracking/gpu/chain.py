@@ -35,56 +35,9 @@ class _DeviceClock(_Clock):
         super().stop(name)
 
 
-def _device_stages(event: Event, detector: Detector | None, config: ChainConfig, clock: _Clock) -> dict:
-    from reference.tracking.gpu.ckf import tracks_from_seeds
-    from reference.tracking.gpu.clusterization import clusterization_gpu, event_to_device
-    from reference.tracking.gpu.estimation import estimate_track_parameters
-    from reference.tracking.gpu.seeding import find_seeds
-    from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
-
-    device_event = event_to_device(event)
-    clock.stop("to_device")
-    out = {"measurements": clusterization_gpu(device_event, detector)}
-    clock.stop("clusterization")
-    out["spacepoints"] = form_spacepoints_gpu(out["measurements"])
-    clock.stop("spacepoints")
-    out["seeds"] = find_seeds(out["spacepoints"], config.seeding)
-    clock.stop("seeding")
-    out["parameters"], out["seed_valid"] = estimate_track_parameters(out["seeds"], out["spacepoints"],
-                                                                     out["measurements"], config.estimation)
-    clock.stop("estimation")
-    out["tracks_all"] = tracks_from_seeds(out["seeds"], out["spacepoints"], out["measurements"],
-                                          (out["parameters"], out["seed_valid"]), config.ckf)
-    clock.stop("ckf")
-    return out
-
-
-def reconstruct_event_gpu(event: Event, detector: Detector | None = None,
-                          config: ChainConfig = ChainConfig()) -> ChainResult:
-    """Run the chain on the device (see the module docstring) and return host products."""
-    if config.low_pt is not None or config.leftover is not None:
-        raise TrackingInputError("The low-pT and leftover iterations run on the CPU only; drop --low-pt or use "
-                                 "--device cpu.")
-    timings: dict = {}
-    cpu: dict = {}
-    clock = _DeviceClock(timings, cpu)
-    on_device = _device_stages(event, detector, config, clock)
-    host = to_host(on_device) if backend.simulated() else to_host_pinned(on_device)
-    clock.stop("to_host")
-    tracks = resolve_ambiguities(host["tracks_all"], len(host["measurements"]), config.ambiguity)
-    clock.stop("ambiguity")
-    timings["total"] = sum(timings.values())
-    cpu["total"] = sum(cpu.values())
-    info = dict(event.info)
-    info.update({"measurements": len(host["measurements"]), "spacepoints": len(host["spacepoints"]),
-                 "seeds": len(host["seeds"]), "ckf_window_overflow": host["tracks_all"].stats.get("window_overflow", 0),
-                 "tracks_before_ambiguity": len(host["tracks_all"]), "tracks": len(tracks), "device": "gpu"})
-    used_cells = event.cells is not None and detector is not None
-    return ChainResult(host["measurements"], host["spacepoints"], host["seeds"], host["parameters"],
-                       host["seed_valid"], host["tracks_all"], tracks, timings, info, used_cells, cpu)
-
-
-def _batch_stages(events: Sequence[Event], detector: Detector | None, config: ChainConfig, clock: _Clock) -> tuple:
+def _device_stages(events: Sequence[Event], detector: Detector | None, config: ChainConfig, clock: _Clock) -> tuple:
+    """The device stages for one event or a batch: (device products, host counts of measurements
+    per event). A batch stacks its events' measurements and runs the later stages once."""
     from reference.tracking.gpu.batch import event_column, stack_measurements
     from reference.tracking.gpu.ckf import tracks_from_seeds
     from reference.tracking.gpu.clusterization import clusterization_gpu, event_to_device
@@ -99,16 +52,55 @@ def _batch_stages(events: Sequence[Event], detector: Detector | None, config: Ch
     clock.stop("clusterization")
     out["spacepoints"] = form_spacepoints_gpu(out["measurements"])
     clock.stop("spacepoints")
-    batch = (event_column(counts), len(events))
+    batch = (event_column(counts), len(events)) if len(events) > 1 else None
     out["seeds"] = find_seeds(out["spacepoints"], config.seeding, events=batch)
     clock.stop("seeding")
     out["parameters"], out["seed_valid"] = estimate_track_parameters(out["seeds"], out["spacepoints"],
                                                                      out["measurements"], config.estimation)
     clock.stop("estimation")
-    out["tracks_all"] = tracks_from_seeds(out["seeds"], out["spacepoints"], out["measurements"],
-                                          (out["parameters"], out["seed_valid"], batch), config.ckf)
+    estimate = (out["parameters"], out["seed_valid"]) + ((batch,) if batch else ())
+    out["tracks_all"] = tracks_from_seeds(out["seeds"], out["spacepoints"], out["measurements"], estimate, config.ckf)
     clock.stop("ckf")
     return out, counts
+
+
+def _check_single_pass(config: ChainConfig) -> None:
+    if config.low_pt is not None or config.leftover is not None:
+        raise TrackingInputError("The low-pT and leftover iterations run on the CPU only; drop --low-pt or use "
+                                 "--device cpu.")
+
+
+def _result(event: Event, products: dict, tracks, run: tuple, extra: dict) -> ChainResult:
+    """The :class:`ChainResult` of one event from its host products; ``run`` = (wall stage times,
+    CPU stage times, whether cells were used); ``extra``: more info entries."""
+    info = dict(event.info)
+    info.update({"measurements": len(products["measurements"]), "spacepoints": len(products["spacepoints"]),
+                 "seeds": len(products["seeds"]),
+                 "ckf_window_overflow": products["tracks_all"].stats.get("window_overflow", 0),
+                 "tracks_before_ambiguity": len(products["tracks_all"]), "tracks": len(tracks), "device": "gpu",
+                 **extra})
+    return ChainResult(products["measurements"], products["spacepoints"], products["seeds"], products["parameters"],
+                       products["seed_valid"], products["tracks_all"], tracks, run[0], info, run[2], run[1])
+
+
+def _to_host(on_device: dict) -> dict:
+    return to_host(on_device) if backend.simulated() else to_host_pinned(on_device)
+
+
+def reconstruct_event_gpu(event: Event, detector: Detector | None = None,
+                          config: ChainConfig = ChainConfig()) -> ChainResult:
+    """Run the chain on the device (see the module docstring) and return host products."""
+    _check_single_pass(config)
+    timings: dict = {}
+    cpu: dict = {}
+    clock = _DeviceClock(timings, cpu)
+    host = _to_host(_device_stages([event], detector, config, clock)[0])
+    clock.stop("to_host")
+    tracks = resolve_ambiguities(host["tracks_all"], len(host["measurements"]), config.ambiguity)
+    clock.stop("ambiguity")
+    timings["total"] = sum(timings.values())
+    cpu["total"] = sum(cpu.values())
+    return _result(event, host, tracks, (timings, cpu, event.cells is not None and detector is not None), {})
 
 
 def reconstruct_batch_gpu(events: Sequence[Event], detector: Detector | None = None,
@@ -127,40 +119,31 @@ def reconstruct_batch_gpu(events: Sequence[Event], detector: Detector | None = N
     timings: dict = {}
     cpu: dict = {}
     clock = _DeviceClock(timings, cpu)
-    on_device, counts = _batch_stages(events, detector, config, clock)
-    host = to_host(on_device) if backend.simulated() else to_host_pinned(on_device)
+    on_device, counts = _device_stages(events, detector, config, clock)
+    host = _to_host(on_device)
     parts = split_products(BatchProducts(host["measurements"], counts, host["spacepoints"], host["seeds"],
                                          host["parameters"], host["seed_valid"], host["tracks_all"]),
                            [len(event.hits) for event in events])
     clock.stop("to_host")  # with the split into events
-    results = []
-    n = len(events)
-    for event, part in zip(events, parts):
+    tracks = []
+    for part in parts:
         clock.reset()
-        tracks = resolve_ambiguities(part["tracks_all"], len(part["measurements"]), config.ambiguity)
+        tracks.append(resolve_ambiguities(part["tracks_all"], len(part["measurements"]), config.ambiguity))
         clock.stop("ambiguity")
-        results.append((event, part, tracks))
-    shared = {name: value / n for name, value in timings.items()}
-    shared_cpu = {name: value / n for name, value in cpu.items()}
-    shared["total"] = sum(shared.values())
-    shared_cpu["total"] = sum(shared_cpu.values())
-    return [_batch_result(event, part, tracks, (dict(shared), dict(shared_cpu)), n) for event, part, tracks in results]
+    n = len(events)
+    return [_result(event, part, kept, (_per_event(timings, n), _per_event(cpu, n), True), {"batch_events": n})
+            for event, part, kept in zip(events, parts, tracks)]
 
 
 def _check_batch(events: list, detector: Detector | None, config: ChainConfig) -> None:
-    if config.low_pt is not None or config.leftover is not None:
-        raise TrackingInputError("The low-pT and leftover iterations run on the CPU only; drop --low-pt or use "
-                                 "--device cpu.")
+    _check_single_pass(config)
     if any(event.cells is None for event in events) or detector is None:
         raise TrackingInputError("A batch of events needs cells and a detector description; run events without "
                                  "cells one at a time.")
 
 
-def _batch_result(event: Event, part: dict, tracks, times: tuple, n: int) -> ChainResult:
-    info = dict(event.info)
-    info.update({"measurements": len(part["measurements"]), "spacepoints": len(part["spacepoints"]),
-                 "seeds": len(part["seeds"]), "ckf_window_overflow": part["tracks_all"].stats.get("window_overflow", 0),
-                 "tracks_before_ambiguity": len(part["tracks_all"]), "tracks": len(tracks), "device": "gpu",
-                 "batch_events": n})
-    return ChainResult(part["measurements"], part["spacepoints"], part["seeds"], part["parameters"],
-                       part["seed_valid"], part["tracks_all"], tracks, times[0], info, True, times[1])
+def _per_event(times: dict, n: int) -> dict:
+    """A batch's stage times shared by its ``n`` events, with their total."""
+    shared = {name: value / n for name, value in times.items()}
+    shared["total"] = sum(shared.values())
+    return shared

@@ -767,10 +767,11 @@ def _filter_kernel(caps: tuple[int, int, int]):
         while k < seeds.launch.shape[0]:  # the next seed of the launch list, for whichever thread is free
             si = seeds.launch[k]
             # the seed's event's view of the tables (here: numba-cuda device functions cannot return arrays)
-            a, e = seeds.event[si] * nl, seeds.event[si] + 1
-            ev = Event(seeds, hits, Geo(geo.kind, geo.position, geo.lo, geo.hi, geo.delta, geo.x0, geo.tol[a:e * nl],
-                                        geo.n_phi, geo.n2, geo.lo2[a:e * nl], geo.hi2[a:e * nl], geo.bin_offset,
-                                        geo.bin_start[(e - 1) * nbins:e * nbins + 1], geo.items))
+            e = seeds.event[si]
+            lo, hi = e * nl, (e + 1) * nl
+            ev = Event(seeds, hits, Geo(geo.kind, geo.position, geo.lo, geo.hi, geo.delta, geo.x0, geo.tol[lo:hi],
+                                        geo.n_phi, geo.n2, geo.lo2[lo:hi], geo.hi2[lo:hi], geo.bin_offset,
+                                        geo.bin_start[e * nbins:(e + 1) * nbins + 1], geo.items))
             track_seed(ev, w, si)
             _store(ev, w, out, si)
             k = cuda.atomic.add(counter, 0, 1)
@@ -929,9 +930,7 @@ def _hits_and_geometry(meas: Measurements, grid: LayerGrid | None, events: tuple
 @lru_cache(maxsize=16)
 def _config_vector(config: CkfConfig):
     """The configuration vector on the device, once per configuration (read-only)."""
-    cfg = backend.xp().asarray(parameter_vector(config))
-    backend.synchronize()
-    return cfg
+    return backend.device_constant(parameter_vector(config))
 
 
 def _seed_states(params: TrackParameters, seed_measurements, order, config: CkfConfig, event) -> SeedStates:
@@ -981,10 +980,11 @@ def prepare(params: TrackParameters, seed_measurements, meas: Measurements, conf
     seed_measurements = xp.asarray(seed_measurements)
     _check_inputs(params, seed_measurements, meas, order)
     events = options.get("events")
-    event, n_events = backend.checked_event_column(len(meas), events, "measurement")
-    if events is not None and options.get("grid") is not None:
-        raise TrackingInputError("A given measurement grid serves one event; leave grid out for a batch of events.")
-    column = None if events is None else event
+    column, n_events = None, 1
+    if events is not None:
+        column, n_events = backend.checked_event_column(len(meas), events, "measurement")
+        if options.get("grid") is not None:
+            raise TrackingInputError("A given measurement grid serves one event; leave grid out for a batch of events.")
     hits, geo = _hits_and_geometry(meas, options.get("grid"), (column, n_events))
     return order, Event(_seed_states(params, seed_measurements, order, config, column), hits, geo)
 
@@ -1080,6 +1080,18 @@ def filter_and_skip(ev: Event, caps: tuple[int, int, int], skip_used: bool, chun
     return found, users, stats
 
 
+def _exclusive_sum(values, out_order):
+    """Per position, the sum of ``values`` before it in ``out_order`` (all positions; None: in
+    position order)."""
+    xp = backend.xp()
+    if out_order is None:
+        return xp.cumsum(values) - values
+    ordered = values[out_order]
+    out = xp.empty_like(values)
+    out[out_order] = xp.cumsum(ordered) - ordered
+    return out
+
+
 def _emit(found: Found, users: Users, orders: tuple, stats: dict) -> Tracks:
     """Accepted tracks in processing order (count -> allocate -> fill); orders = (processing order,
     None or the processing positions in the output order: by event for a batch)."""
@@ -1088,13 +1100,7 @@ def _emit(found: Found, users: Users, orders: tuple, stats: dict) -> Tracks:
     accepted = users.accepted
     kept = accepted.astype(xp.int64)
     counts = xp.where(accepted, found.n, 0)
-    if out_order is None:
-        pos = xp.cumsum(kept) - kept
-        start = xp.cumsum(counts) - counts
-    else:
-        pos, start = xp.empty_like(kept), xp.empty_like(counts)
-        pos[out_order] = xp.cumsum(kept[out_order]) - kept[out_order]
-        start[out_order] = xp.cumsum(counts[out_order]) - counts[out_order]
+    pos, start = _exclusive_sum(kept, out_order), _exclusive_sum(counts, out_order)
     totals = _host(xp.concatenate((xp.stack((kept.sum(), counts.sum())), found.stats.sum(axis=0))))
     n_tracks, n_total = int(totals[0]), int(totals[1])
     dst = Emit(order, pos, start, xp.empty(n_tracks + 1, xp.int64), xp.empty(n_total, xp.int64),
@@ -1132,10 +1138,11 @@ def find_tracks(params: TrackParameters, seed_measurements, meas: Measurements, 
     afterwards), ``dedup_rounds`` and ``tracks``.
     """
     caps = capacities(config)
-    chunks = options.pop("chunks", SKIP_CHUNKS if options.get("events") is None else SKIP_CHUNKS_BATCH)
+    batch = options.get("events") is not None
+    chunks = options.pop("chunks", SKIP_CHUNKS_BATCH if batch else SKIP_CHUNKS)
     order, ev = prepare(params, seed_measurements, meas, config, **options)
     found, users, stats = filter_and_skip(ev, caps, bool(config.skip_used_seeds), chunks)
-    by_event = None if options.get("events") is None else backend.xp().argsort(ev.seeds.event, kind="stable")
+    by_event = backend.xp().argsort(ev.seeds.event, kind="stable") if batch else None
     tracks = _emit(found, users, (order, by_event), stats)
     _report_overflow(tracks.stats)
     return tracks
@@ -1175,7 +1182,7 @@ def tracks_from_seeds(seeds, spacepoints, measurements: Measurements, estimate: 
 def _interleaved(order, event, n_events: int):
     """A batch's processing order: every event's seeds in their own order (``order``; ``event``
     the event of each), the events interleaved by the fraction of their seeds processed, so that
-    the skip rule's chunks (:data:`SKIP_CHUNKS`) take the same share of every event. The skip
+    the skip rule's chunks (:data:`SKIP_CHUNKS_BATCH`) take the same share of every event. The skip
     rule only compares seeds of one event, so the tracks are every event's own."""
     xp = backend.xp()
     by_event = xp.argsort(event, kind="stable")

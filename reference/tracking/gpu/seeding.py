@@ -676,9 +676,7 @@ def _host_ints(a) -> list:
 def _device_parameters(config: SeedingConfig, dtype: str):
     """The parameter vector on the device, once per configuration (read-only; complete before
     another stream reads it)."""
-    c = backend.xp().asarray(parameter_vector(config), dtype=_PRECISIONS[dtype])
-    backend.synchronize()
-    return c
+    return backend.device_constant(parameter_vector(config).astype(_PRECISIONS[dtype]))
 
 
 def build_grid(sp: Spacepoints, config: SeedingConfig, dtype: str, events: tuple | None = None) -> tuple[Points, object]:

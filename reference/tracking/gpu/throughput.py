@@ -24,7 +24,7 @@ from reference.tracking.chain import ChainConfig, ChainResult
 from reference.tracking.event import Event
 from reference.tracking.geometry import Detector
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.chain import reconstruct_batch_gpu, reconstruct_event_gpu
+from reference.tracking.gpu.chain import reconstruct_batch_gpu
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ def _run_item(item: tuple, detector: Detector | None, config: ChainConfig, out: 
     slots of its events."""
     first, events = item
     try:
-        results = (reconstruct_batch_gpu(events, detector, config) if len(events) > 1
-                   else [reconstruct_event_gpu(events[0], detector, config)])
+        results = reconstruct_batch_gpu(events, detector, config)  # one event: reconstruct_event_gpu
     except Exception as error:  # pylint: disable=broad-except  # re-raised in the caller's thread
         results = [error] * len(events)
     out[first:first + len(events)] = results
