@@ -11,8 +11,10 @@ precision, and the seeding steps (grid, doublets, triplets, selection) are timed
 The CPU seeding (numba, one thread) is timed on the same machine. Agreement with the CPU: exact
 seed-set agreement (index triples) and traccc's matching rates at 1 % and 0.1 %; for the
 parameters of the CPU seeds, traccc's matching rate at 1 % and the largest absolute difference of
-each parameter. Prints one JSON object (median, IQR, min and max in ms) and
-writes it to ``--out``.
+each parameter. ``--batch B`` also times the seeding of the first B events as one batch
+(``find_seeds(..., events=...)``, as the chain's batches run it; float32), per event the batch's
+time over B, and checks that the batch gives as many seeds as the events alone. Prints one JSON
+object (median, IQR, min and max in ms) and writes it to ``--out``.
 """
 
 from __future__ import annotations
@@ -123,6 +125,28 @@ def bench_event(cp, res, args) -> dict:
     return out
 
 
+def bench_batch(cp, results: list, args) -> dict:
+    """CUDA-event time of the seeding of ``results``' events as one batch (data resident)."""
+    from reference.tracking.chain import ChainConfig
+    from reference.tracking.gpu import seeding as gs
+    from reference.tracking.spacepoints import Spacepoints
+    config = ChainConfig().seeding
+    parts = [device_products(cp, res)[0] for res in results]
+    counts = [len(p.x) for p in parts]
+    offsets = np.concatenate(([0], np.cumsum([len(res.measurements) for res in results])))
+    sp = Spacepoints(*(cp.concatenate([getattr(p, f) + (int(o) if f == "measurement" else 0)
+                                       for p, o in zip(parts, offsets)])
+                       for f in ("x", "y", "z", "measurement", "var_r", "var_z")))
+    events = (cp.repeat(cp.arange(len(parts), dtype=cp.int64), cp.asarray(counts)), len(parts))
+    run = functools.partial(gs.find_seeds, sp, config, "float32", events=events)
+    for _ in range(args.warmup):
+        run()
+    times = summarize_ms(timed(cp, run, args.repeats))
+    alone = [len(gs.find_seeds(p, config, "float32")) for p in parts]
+    return {"events": len(parts), "batch_ms": times, "per_event_ms": times["median"] / len(parts),
+            "seeds": len(run()), "seeds_alone": int(sum(alone))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=2)
@@ -132,6 +156,7 @@ def main() -> None:
     ap.add_argument("--pileup", type=int, default=200)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--precisions", default="float32,float64")
+    ap.add_argument("--batch", type=int, default=0, help="also time the first B events seeded as one batch")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "data" / "tracking_gpu_seeding.json")
     args = ap.parse_args()
     if args.repeats < 20:
@@ -144,14 +169,19 @@ def main() -> None:
 
     det = build_generic_detector()
     planes = module_planes(det)
-    events = []
+    if not 0 <= args.batch <= args.events:
+        sys.exit("--batch must lie between 0 and --events.")
+    events, results = [], []
     for i in range(args.events):
         ev = simulate_event(det, SimulationConfig(pileup=args.pileup), seed=[args.seed, i], planes=planes)
-        events.append(bench_event(cp, reconstruct_event(ev, det), args))
+        results.append(reconstruct_event(ev, det))
+        events.append(bench_event(cp, results[-1], args))
     props = cp.cuda.runtime.getDeviceProperties(0)
     result = {"date": time.strftime("%Y-%m-%d"), "gpu": props["name"].decode(), "pileup": args.pileup,
               "python": platform.python_version(), "cupy": cp.__version__, "method": "cuda-events",
               "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), "events": events}
+    if args.batch > 1:
+        result["batch"] = bench_batch(cp, results[:args.batch], args)
     for precision in args.precisions.split(","):
         per = [e["precisions"][precision] for e in events]
         result[precision] = {key: float(np.median([p[key]["median"] for p in per]))

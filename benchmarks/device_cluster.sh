@@ -22,7 +22,7 @@ for step in "$@"; do
              --streams 1,2,4,8 --repeats 3 --pinned-input --out "$OUT/throughput.json" > "$OUT/throughput.txt" 2>&1
            echo "throughput rc=$?"; grep -v '^ *"runs"\|^ *[0-9.]*,\?$' "$OUT/throughput.txt" | tail -45 ;;
     batchthroughput) timeout "${TP_TIMEOUT:-480}" python3 benchmarks/bench_tracking_gpu_throughput.py --pileup 200 \
-             --events "${TP_EVENTS:-32}" --streams "${TP_STREAMS:-1,2,4}" --batch "${TP_BATCH:-1,4,8}" --repeats 3 \
+             --events "${TP_EVENTS:-32}" --streams "${TP_STREAMS:-1,2,4}" --batch "${TP_BATCH:-1,4,8}" --repeats "${TP_REPEATS:-3}" \
              --pinned-only --no-cpu --agreement-events 0 ${TP_FLAGS:-} --out "$OUT/throughput-batch.json" \
              > "$OUT/throughput-batch.txt" 2>&1; echo "throughput rc=$?"; grep "^GPU" "$OUT/throughput-batch.txt"
            python3 -c "
@@ -43,8 +43,10 @@ for v in d['seeding']: print('seeding cap', v['cap'], round(v['find_seeds_ms']['
                            {k: round(s['median'], 3) for k, s in v['steps_ms'].items()})
 for v in d['ckf']: print('ckf cap', v['cap'], round(v['ms']['median'], 2), 'ms', v.get('registers'), v.get('local_bytes'), v['same_tracks_as_first'])
 " "$OUT/registers.json" ;;
-    seedingbench) timeout 420 python3 benchmarks/bench_tracking_gpu_seeding.py --events 2 --repeats 20 \
-             --out "$OUT/seeding.json" > "$OUT/seeding.txt" 2> "$OUT/seeding.err"; echo "seeding bench rc=$?"; tail -3 "$OUT/seeding.err" ;;
+    seedingbench) timeout 420 python3 benchmarks/bench_tracking_gpu_seeding.py --events "${SEED_EVENTS:-2}" --repeats 20 \
+             --batch "${SEED_BATCH:-0}" --precisions "${SEED_PRECISIONS:-float32,float64}" --out "$OUT/seeding.json" > "$OUT/seeding.txt" 2> "$OUT/seeding.err"; echo "seeding bench rc=$?"; tail -3 "$OUT/seeding.err"
+           python3 -c "import json, sys; d = json.load(open(sys.argv[1])); print({k: d[k] for k in ('float32', 'batch') if k in d})" \
+             "$OUT/seeding.json" ;;
     profile) ncu --version | tail -1  # Nsight Compute on the CKF filter kernel (PROFILE_KERNEL: a name regex)
            timeout 420 ncu --kernel-name "regex:${PROFILE_KERNEL:-ckf_seeds}" --launch-skip 2 --launch-count 1 --set full \
              --import-source yes -f -o "$OUT/profile" python3 benchmarks/profile_gpu_kernels.py \

@@ -147,6 +147,41 @@ def synchronize() -> None:
         cupy.cuda.get_current_stream().synchronize()
 
 
+def gather(destination, parts: list) -> None:
+    """Copy ``parts`` (numpy or xp arrays) one after the other into the 1-D xp array
+    ``destination``, cast to its dtype. Host parts go in one asynchronous copy each on the
+    current stream, straight from their memory: at DMA speed from page-locked memory, without the
+    staging copy on the host that ``cupy.asarray`` makes. The caller keeps them alive until the
+    stream has passed the copies (from pageable memory a copy returns once its data are staged).
+    Host parts of another dtype are copied as they are and cast on the device."""
+    dtypes = {part.dtype for part in parts}
+    host = all(isinstance(part, np.ndarray) for part in parts)
+    if not simulated() and host and len(dtypes) == 1 and destination.dtype not in dtypes:
+        stage = xp().empty(destination.shape, dtypes.pop())
+        gather(stage, parts)
+        destination[...] = stage
+        return
+    position = 0
+    for part in parts:
+        _copy_into(destination[position:position + len(part)], part)
+        position += len(part)
+
+
+def _copy_into(destination, source) -> None:
+    if simulated() or not isinstance(source, np.ndarray):
+        destination[...] = source
+        return
+    if source.dtype != destination.dtype or not source.flags.c_contiguous:
+        destination[...] = xp().asarray(source)
+        return
+    if source.size:
+        import cupy  # pylint: disable=import-outside-toplevel
+
+        runtime = cupy.cuda.runtime
+        runtime.memcpyAsync(destination.data.ptr, source.ctypes.data, source.nbytes, runtime.memcpyHostToDevice,
+                            cupy.cuda.get_current_stream().ptr)
+
+
 def device_constant(array: np.ndarray):
     """A read-only table on the device (xp array), complete before any stream reads it: for
     constants cached once per configuration and shared by the streams of throughput mode."""

@@ -8,15 +8,19 @@ computed the same way. Stage times are wall times with the device synchronised a
 each stage boundary.
 
 :func:`reconstruct_batch_gpu` runs several events as one batch (:mod:`reference.tracking.gpu.batch`):
-each event's clusterization, then spacepoints, seeding, estimation and the CKF once for all of
-them, one copy back, and the ambiguity resolution per event. Every event gets the products it
-gets alone; the host's work per event (launches, small device operations, synchronisations)
-is shared by the batch, and the CKF's launch holds every event's seeds.
+one copy of all their hits and cells to the device, one clusterization pass, then spacepoints,
+seeding, estimation and the CKF once for all of them; the indices are made per event on the
+device, one copy back, a split into events by views, and the ambiguity resolution per event.
+Every event gets the products it gets alone; the host's work per event (launches, small device
+operations, synchronisations) is shared by the batch, and the CKF's launch holds every event's
+seeds.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
+
+import numpy as np
 
 from auditor.products import to_host, to_host_pinned
 from reference.tracking.ambiguity import resolve_ambiguities
@@ -37,22 +41,18 @@ class _DeviceClock(_Clock):
 
 def _device_stages(events: Sequence[Event], detector: Detector | None, config: ChainConfig, clock: _Clock) -> tuple:
     """The device stages for one event or a batch: (device products, host counts of measurements
-    per event). A batch stacks its events' measurements and runs the later stages once."""
-    from reference.tracking.gpu.batch import event_column, stack_measurements
+    per event). A batch's measurements come one event after the other, and the later stages run
+    once for all of them."""
     from reference.tracking.gpu.ckf import tracks_from_seeds
-    from reference.tracking.gpu.clusterization import clusterization_gpu, event_to_device
     from reference.tracking.gpu.estimation import estimate_track_parameters
     from reference.tracking.gpu.seeding import find_seeds
     from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
 
-    device_events = [event_to_device(event) for event in events]
-    clock.stop("to_device")
     out = {}
-    out["measurements"], counts = stack_measurements([clusterization_gpu(e, detector) for e in device_events])
+    out["measurements"], counts, batch = _measurements(events, detector, clock)
     clock.stop("clusterization")
     out["spacepoints"] = form_spacepoints_gpu(out["measurements"])
     clock.stop("spacepoints")
-    batch = (event_column(counts), len(events)) if len(events) > 1 else None
     out["seeds"] = find_seeds(out["spacepoints"], config.seeding, events=batch)
     clock.stop("seeding")
     out["parameters"], out["seed_valid"] = estimate_track_parameters(out["seeds"], out["spacepoints"],
@@ -62,6 +62,28 @@ def _device_stages(events: Sequence[Event], detector: Detector | None, config: C
     out["tracks_all"] = tracks_from_seeds(out["seeds"], out["spacepoints"], out["measurements"], estimate, config.ckf)
     clock.stop("ckf")
     return out, counts
+
+
+def _measurements(events: Sequence[Event], detector: Detector | None, clock: _Clock) -> tuple:
+    """Copy and clusterization: (measurements, host counts per event, (event column, number of
+    events) for a batch, else None). A batch is copied in one block and clustered in one pass;
+    one whose cells do not fit the sort key, or whose hit ids are not sorted, is clustered
+    event by event."""
+    from reference.tracking.gpu.batch import batch_to_device, event_column, stack_measurements
+    from reference.tracking.gpu.clusterization import clusterization_batch_gpu, clusterization_gpu, event_to_device
+
+    if len(events) == 1:
+        event = event_to_device(events[0])
+        clock.stop("to_device")
+        meas = clusterization_gpu(event, detector)
+        return meas, np.array([len(meas)], np.int64), None
+    batch = batch_to_device(events)
+    clock.stop("to_device")
+    found = clusterization_batch_gpu(batch, detector)
+    if found is None:
+        found = stack_measurements([clusterization_gpu(event_to_device(event), detector) for event in events])
+        found += (event_column(found[1]),)
+    return found[0], found[1], (found[2], len(events))
 
 
 def _check_single_pass(config: ChainConfig) -> None:
@@ -110,7 +132,7 @@ def reconstruct_batch_gpu(events: Sequence[Event], detector: Detector | None = N
 
     Stage times are the batch's divided by the number of events (``info["batch_events"]``); the
     counters in ``seeds.stats`` and ``tracks_all.stats`` are the batch's totals."""
-    from reference.tracking.gpu.batch import BatchProducts, split_products
+    from reference.tracking.gpu.batch import BatchProducts, localize, split_products
 
     events = list(events)
     if len(events) < 2:
@@ -120,10 +142,9 @@ def reconstruct_batch_gpu(events: Sequence[Event], detector: Detector | None = N
     cpu: dict = {}
     clock = _DeviceClock(timings, cpu)
     on_device, counts = _device_stages(events, detector, config, clock)
-    host = _to_host(on_device)
-    parts = split_products(BatchProducts(host["measurements"], counts, host["spacepoints"], host["seeds"],
-                                         host["parameters"], host["seed_valid"], host["tracks_all"]),
-                           [len(event.hits) for event in events])
+    local = localize(BatchProducts(on_device["measurements"], counts, on_device["spacepoints"], on_device["seeds"],
+                                   on_device["parameters"], on_device["seed_valid"], on_device["tracks_all"]))
+    parts = split_products(_to_host(local), [len(event.hits) for event in events])
     clock.stop("to_host")  # with the split into events
     tracks = []
     for part in parts:

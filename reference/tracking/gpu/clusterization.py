@@ -9,7 +9,7 @@ count, needed to size the products):
    detector and size;
 2. ``cell keys``: per cell its hit row (hit ids 1..N directly, else a binary search of the
    sorted hit ids), its module (binary search of the detector's geometry keys), the channel range
-   check of the CPU chain, and a 62-bit key (module, ch1, ch0, cell index); cells on no module
+   check of the CPU chain, and a 62-bit key (event of a batch, module, ch1, ch0, cell index); cells on no module
    get a sentinel key that sorts last;
 3. an xp sort of the keys orders the cells by (module, ch1, ch0), as the CPU's ``sort_cells``;
 4. ``union``: one thread per sorted cell scans back over the cells of its module down to the row
@@ -24,6 +24,13 @@ count, needed to size the products):
 7. ``finalize``: mean, weighted variance + pitch^2/12, module plane, layer and representative
    hit per cluster, and per hit its measurement (the last valid cell of the hit decides, as the
    CPU's fancy assignment does).
+
+A batch of events (:func:`clusterization_batch_gpu`) runs the same launches once: the hit and
+cell columns of all events one after the other, followed by each event's first hit and first
+cell; a cell's hit is looked up among its own event's hits, and the event leads the sort key
+(above the module), so clusters never join across events and come event by event, each event's
+in the CPU's order. The last kernel also writes every measurement's event and every event's
+first measurement (a second, small host read).
 
 numba.cuda is imported at module level (importing it needs no device): numba's CUDA simulator
 only substitutes module-level references to it. The workspace is reused between calls: calls
@@ -66,7 +73,7 @@ _VALUE = _AGGREGATE - 1
 (_NH, _NC, _NM, _CAPC, _SH_MOD, _SH_CH1, _SH_CH0, _MASK_CH1, _MASK_CH0, _MASK_CELL,
  _DET_KEYS, _DET_ORDER, _DET_NU, _DET_NV, _DET_LAYER,
  _KEY, _PARENT, _ROOT, _STATUS, _CUM, _CELL_ROW, _CELL_LABEL, _BEST, _CROOT, _NCELL,
- _F_MINHU, _F_MAXHU, _F_HV, _F_PU, _F_PV, _F_PLANES, _F_SUMS, _TICKET) = range(33)
+ _F_MINHU, _F_MAXHU, _F_HV, _F_PU, _F_PV, _F_PLANES, _F_SUMS, _TICKET, _SH_EV, _MASK_MOD, _NE) = range(36)
 _HEADER = 64
 _NCL = _HEADER - 2  # number of clusters (the total of the prefix sum of root flags)
 _UNSORTED = _HEADER - 1  # 1 where hit ids decrease somewhere, -1 otherwise
@@ -133,6 +140,7 @@ class _Workspace:
     header: np.ndarray
     stage: Any  # int64 hit and cell columns of events whose columns are not laid out in one buffer
     stage_k: Any
+    detector: Detector
 
 
 class Identity:
@@ -217,17 +225,39 @@ def _dev_hit_row():
     lower_bound = _dev_lower_bound()
 
     @cuda.jit(device=True)
-    def hit_row(ev, nh, hid):
-        """Row of hit id ``hid`` among the nh sorted hit ids ev[:nh] (ids 1..N directly), or -1."""
-        row = hid - 1
-        if 0 <= row < nh and ev[row] == hid:
+    def hit_row(ev, start, nh, hid):
+        """Row of hit id ``hid`` among the nh sorted hit ids ev[start:start + nh] (ids 1..N
+        directly), or -1."""
+        row = start + hid - 1
+        if start <= row < start + nh and ev[row] == hid:
             return row
-        row = lower_bound(ev, 0, nh, hid)
-        if row < nh and ev[row] == hid:
+        row = start + lower_bound(ev, start, nh, hid)
+        if row < start + nh and ev[row] == hid:
             return row
         return -1
 
     return hit_row
+
+
+@lru_cache(maxsize=None)
+def _dev_event_of():
+    backend.cuda()
+
+    @cuda.jit(device=True)
+    def event_of(ev, base, ne, i):
+        """Event of item i from the ne + 1 increasing first items ev[base:] of the events of a batch
+        (the last event whose first item is at most i)."""
+        lo = 0
+        hi = ne + 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ev[base + mid] <= i:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo - 1
+
+    return event_of
 
 
 @lru_cache(maxsize=None)
@@ -253,13 +283,15 @@ def _dev_write_key():
     backend.cuda()
 
     @cuda.jit(device=True)
-    def write_key(wi, c, m, ch0, ch1):
-        """Sort key of cell c (sentinel when off the detector); resets its parent and label."""
+    def write_key(wi, c, m, channels, e):
+        """Sort key of cell c of event e of a batch, on module row m with channels (ch0, ch1)
+        (sentinel when off the detector); resets its parent and label."""
+        ch0, ch1 = channels
         ok = 0 <= m < wi[_NM] and ch0 >= 0 and ch1 >= 0
         ok = ok and ch0 < wi[wi[_DET_NU] + m] and ch1 < wi[wi[_DET_NV] + m]
         key = SENTINEL
         if ok:
-            key = (m << wi[_SH_MOD]) | (ch1 << wi[_SH_CH1]) | (ch0 << wi[_SH_CH0]) | c
+            key = (e << wi[_SH_EV]) | (m << wi[_SH_MOD]) | (ch1 << wi[_SH_CH1]) | (ch0 << wi[_SH_CH0]) | c
         wi[wi[_KEY] + c] = key
         wi[wi[_PARENT] + c] = c
         wi[wi[_CELL_LABEL] + c] = -1
@@ -363,7 +395,7 @@ def _dev_centre():
     def centre(wi, wf, key):
         """Local (u, v) of the centre of the cell with sort key ``key``, with the CPU chain's
         arithmetic: v = (ch1 + 1/2) pitch_v - h_v, the trapezoid's half width at v, then u."""
-        m = key >> wi[_SH_MOD]
+        m = (key >> wi[_SH_MOD]) & wi[_MASK_MOD]
         ch1 = (key >> wi[_SH_CH1]) & wi[_MASK_CH1]
         ch0 = (key >> wi[_SH_CH0]) & wi[_MASK_CH0]
         hv = wf[wi[_F_HV] + m]
@@ -383,7 +415,7 @@ def _dev_moments():
     def moments(wi, wf, j):
         """(module, local0, local1, var0, var1, charge) of cluster j."""
         key = wi[wi[_KEY] + wi[wi[_CROOT] + j]]
-        m = key >> wi[_SH_MOD]
+        m = (key >> wi[_SH_MOD]) & wi[_MASK_MOD]
         ur, vr = centre(wi, wf, key)
         s = wi[_F_SUMS]
         cap = wi[_CAPC]
@@ -414,31 +446,60 @@ def _dev_rep_cell():
 
 
 @lru_cache(maxsize=None)
+def _dev_batch_rows():
+    backend.cuda()
+    event_of = _dev_event_of()
+
+    @cuda.jit(device=True)
+    def hit_range(ev, hb, ne, t, nh):
+        """(event, first hit row, hit count) of cell t: one event (ne = 0) or its event of a batch,
+        whose first hits start at ev[hb] and first cells at ev[hb + ne + 1]."""
+        if ne == 0:
+            return 0, 0, nh
+        e = event_of(ev, hb + ne + 1, ne, t)
+        return e, ev[hb + e], ev[hb + e + 1] - ev[hb + e]
+
+    @cuda.jit(device=True)
+    def ids_descend(ev, hb, ne, t):
+        """Hit t + 1 has a smaller id than hit t of the same event."""
+        return ev[t + 1] < ev[t] and (ne == 0 or ev[hb + event_of(ev, hb, ne, t) + 1] != t + 1)
+
+    return hit_range, ids_descend
+
+
+@lru_cache(maxsize=None)
 def _event_keys_kernel():
-    """Kernel: hit ids order check; per cell its hit row, module, key and the hit's last cell."""
+    """Kernel: hit ids order check; per cell its hit row, module, key and the hit's last cell.
+
+    ``ne`` > 0: a batch of ne events, whose first hit rows and first cells follow the columns
+    (ne + 1 values each, see :func:`~reference.tracking.gpu.batch.batch_to_device`); a cell's hit
+    is looked up among its own event's hits, and its event goes into the key. ``ne`` = 0: one
+    event."""
     backend.cuda()
     hit_row = _dev_hit_row()
+    hit_range, ids_descend = _dev_batch_rows()
     module_of = _dev_module_of()
     write_key = _dev_write_key()
     reset_scan = _dev_reset_scan()
 
     @cuda.jit
-    def event_keys(wi, ev, nh, nc):
+    def event_keys(wi, ev, nh, nc, ne):
         t = cuda.grid(1)
         if t == 0:
             wi[_NH] = nh
             wi[_NC] = nc
+            wi[_NE] = ne
             wi[_NCL] = 0
         reset_scan(wi, t, nc)
-        if t + 1 < nh and ev[t + 1] < ev[t]:
+        hb = 4 * nh + 3 * nc
+        if t + 1 < nh and ids_descend(ev, hb, ne, t):
             wi[_UNSORTED] = 1
         if t < nc:
-            row = hit_row(ev, nh, ev[4 * nh + t])
-            m = -1
-            if row >= 0:
-                m = module_of(wi, ev, nh, row)
+            e, hs, n = hit_range(ev, hb, ne, t, nh)
+            row = hit_row(ev, hs, n, ev[4 * nh + t])
+            m = module_of(wi, ev, nh, row) if row >= 0 else -1
             wi[wi[_CELL_ROW] + t] = row
-            if write_key(wi, t, m, ev[4 * nh + nc + t], ev[4 * nh + 2 * nc + t]):
+            if write_key(wi, t, m, (ev[4 * nh + nc + t], ev[4 * nh + 2 * nc + t]), e):
                 cuda.atomic.max(wi, _HIT_LAST + row, t)
 
     return event_keys
@@ -457,11 +518,12 @@ def _module_keys_kernel():
         if t == 0:
             wi[_NH] = 0
             wi[_NC] = nc
+            wi[_NE] = 0
             wi[_NCL] = 0
         reset_scan(wi, t, nc)
         if t < nc:
             wi[wi[_CELL_ROW] + t] = -1
-            write_key(wi, t, ev[t], ev[nc + t], ev[2 * nc + t])
+            write_key(wi, t, ev[t], (ev[nc + t], ev[2 * nc + t]), 0)
 
     return module_keys
 
@@ -624,16 +686,45 @@ def _accumulate_kernel():
 
 
 @lru_cache(maxsize=None)
+def _dev_batch_columns():
+    backend.cuda()
+
+    @cuda.jit(device=True)
+    def cluster_event(wi, j):
+        """Event of cluster j in a batch (from its root's sort key)."""
+        return wi[wi[_KEY] + wi[wi[_CROOT] + j]] >> wi[_SH_EV]
+
+    @cuda.jit(device=True)
+    def batch_columns(wi, out_i, t, n, ne):
+        """Cluster t's event into the event column out_i[base:base + n], and the first cluster of
+        every event (ne + 1 values, the last n) after it; base = 2 n + hits."""
+        base = 2 * n + wi[_NH]
+        e = cluster_event(wi, t)
+        out_i[base + t] = e
+        previous = cluster_event(wi, t - 1) if t > 0 else -1
+        for k in range(previous + 1, e + 1):
+            out_i[base + n + k] = t
+        if t == n - 1:
+            for k in range(e + 1, ne + 1):
+                out_i[base + n + k] = n
+
+    return batch_columns
+
+
+@lru_cache(maxsize=None)
 def _measurement_kernel():
-    """Kernel: per cluster its measurement fields; per hit its measurement."""
+    """Kernel: per cluster its measurement fields; per hit its measurement; for a batch of events
+    (``_NE`` > 0), per cluster its event and per event its first cluster."""
     backend.cuda()
     moments = _dev_moments()
     rep_cell = _dev_rep_cell()
+    batch_columns = _dev_batch_columns()
 
     @cuda.jit
     def finalize(wi, wf, ev, out_f, out_i):
         t = cuda.grid(1)
         n = wi[_NCL]
+        ne = wi[_NE]
         if t < n:
             m, l0, l1, var0, var1, _ = moments(wi, wf, t)
             out_f[t] = l0
@@ -644,6 +735,8 @@ def _measurement_kernel():
                 out_f[4 * n + 12 * t + k] = wf[wi[_F_PLANES] + 12 * m + k]
             out_i[t] = wi[wi[_DET_LAYER] + m]
             out_i[n + t] = ev[wi[wi[_CELL_ROW] + rep_cell(wi, t)]]
+            if ne > 0:
+                batch_columns(wi, out_i, t, n, ne)
         if t == 0:
             wi[_UNSORTED] = -1
         if t < wi[_NH]:
@@ -746,7 +839,8 @@ def event_to_device(event: Event) -> Event:
     columns = [hits.hit_id, hits.volume_id, hits.layer_id, hits.module_id, cells.hit_id, cells.ch0, cells.ch1]
     block = xp.concatenate(columns).astype(np.int64, copy=False)
     nh, nc = len(hits), len(cells)
-    part = [block[k * nh:(k + 1) * nh] for k in range(4)] + [block[4 * nh + k * nc:4 * nh + (k + 1) * nc] for k in range(3)]
+    part = ([block[k * nh:(k + 1) * nh] for k in range(4)]
+            + [block[4 * nh + k * nc:4 * nh + (k + 1) * nc] for k in range(3)])
     hits = dataclasses.replace(hits, hit_id=part[0], volume_id=part[1], layer_id=part[2], module_id=part[3])
     cells = dataclasses.replace(cells, hit_id=part[4], ch0=part[5], ch1=part[6])
     return Event(hits, cells, event.particles, event.truth, dict(event.info))
@@ -789,16 +883,23 @@ def _capacity(n: int) -> int:
     return max(1024, 1 << (int(n) - 1).bit_length())
 
 
-def _header(dev: DeviceDetector, cap_h: int, cap_c: int) -> tuple:
-    """Header of the integer workspace and the sizes of both workspaces."""
+def key_fits(dev: DeviceDetector, cap_c: int, cap_e: int = 1) -> bool:
+    """Whether ``cap_c`` cells of ``cap_e`` events fit the sort key (event, module, ch1, ch0,
+    cell index) and the largest-charge rank."""
+    return sum(dev.bits) + _bits(cap_e) + _bits(cap_c) <= KEY_BITS and cap_c <= 1 << POS_BITS
+
+
+def _header(dev: DeviceDetector, cap_h: int, cap_c: int, cap_e: int = 1) -> tuple:
+    """Header of the integer workspace and the sizes of both workspaces (``cap_e``: events of a
+    batch, whose bits lead the sort key)."""
     bm, b1, b0 = dev.bits
     bi = _bits(cap_c)
-    if bm + b1 + b0 + bi > KEY_BITS or cap_c > 1 << POS_BITS:
+    if not key_fits(dev, cap_c, cap_e):
         raise TrackingInputError(f"Too many cells ({cap_c}) for the {KEY_BITS}-bit sort key of this detector.")
     nm = dev.n_modules
     h = np.zeros(_HEADER, np.int64)
-    h[[_NM, _CAPC, _SH_CH0, _SH_CH1, _SH_MOD]] = nm, cap_c, bi, bi + b0, bi + b0 + b1
-    h[[_MASK_CH0, _MASK_CH1, _MASK_CELL]] = (1 << b0) - 1, (1 << b1) - 1, (1 << bi) - 1
+    h[[_NM, _CAPC, _SH_CH0, _SH_CH1, _SH_MOD, _SH_EV]] = nm, cap_c, bi, bi + b0, bi + b0 + b1, bi + b0 + b1 + bm
+    h[[_MASK_CH0, _MASK_CH1, _MASK_CELL, _MASK_MOD]] = (1 << b0) - 1, (1 << b1) - 1, (1 << bi) - 1, (1 << bm) - 1
     h[_UNSORTED] = -1
     position = _HEADER + cap_h
     regions = [(_DET_KEYS, nm), (_DET_ORDER, nm), (_DET_NU, nm), (_DET_NV, nm), (_DET_LAYER, nm)]
@@ -817,10 +918,11 @@ def _header(dev: DeviceDetector, cap_h: int, cap_c: int) -> tuple:
 
 
 @lru_cache(maxsize=32)
-def _cached_workspace(handle: Identity, cap_h: int, cap_c: int, stream: int) -> _Workspace:  # pylint: disable=unused-argument
+def _cached_workspace(handle: Identity, caps: tuple, stream: int) -> _Workspace:  # pylint: disable=unused-argument
     xp = backend.xp()
     dev = device_detector(handle.obj)
-    header, n_int, n_float = _header(dev, cap_h, cap_c)
+    cap_h, cap_c, _ = caps
+    header, n_int, n_float = _header(dev, *caps)
     ints = xp.empty(n_int, np.int64)
     floats = xp.empty(n_float, np.float64)
     stage = xp.empty(4 * cap_h + 3 * cap_c, np.int64)
@@ -828,13 +930,15 @@ def _cached_workspace(handle: Identity, cap_h: int, cap_c: int, stream: int) -> 
     ints[_HEADER:_HEADER + cap_h] = -1
     ints[header[_DET_KEYS]:header[_DET_KEYS] + len(dev.int_table)] = dev.int_table
     floats[:len(dev.float_table)] = dev.float_table
-    return _Workspace(ints, floats, backend.kernel_arg(ints), backend.kernel_arg(floats), header, stage, backend.kernel_arg(stage))
+    return _Workspace(ints, floats, backend.kernel_arg(ints), backend.kernel_arg(floats), header, stage,
+                      backend.kernel_arg(stage), handle.obj)
 
 
-def _workspace(detector: Detector, n_hits: int, n_cells: int) -> _Workspace:
-    """The scratch buffers for an event of this size, one set per stream: events in flight on
-    different streams (throughput mode) must not share them."""
-    return _cached_workspace(Identity(detector), _capacity(n_hits), _capacity(n_cells), backend.stream_key())
+def _workspace(detector: Detector, n_hits: int, n_cells: int, n_events: int = 1) -> _Workspace:
+    """The scratch buffers for an event (or a batch of ``n_events``) of this size, one set per
+    stream: events in flight on different streams (throughput mode) must not share them."""
+    caps = (_capacity(n_hits), _capacity(n_cells), 1 << _bits(n_events))
+    return _cached_workspace(Identity(detector), caps, backend.stream_key())
 
 
 def _column_block(ws: _Workspace, columns: list):
@@ -914,7 +1018,8 @@ def clusterize_gpu(cells: ModuleCells, detector: Detector,
     _accumulate_kernel()[backend.blocks(n)](ws.ints_k, ws.floats_k, values)
     out_f = xp.empty(5 * n_cl, config.dtype)
     out_i = xp.empty(3 * n_cl + n, np.int64)
-    _cluster_kernel()[backend.blocks(max(n_cl, n))](ws.ints_k, ws.floats_k, backend.kernel_arg(out_f), backend.kernel_arg(out_i))
+    _cluster_kernel()[backend.blocks(max(n_cl, n))](ws.ints_k, ws.floats_k, backend.kernel_arg(out_f),
+                                                    backend.kernel_arg(out_i))
     f = [out_f[k * n_cl:(k + 1) * n_cl] for k in range(5)]
     i = [out_i[k * n_cl:(k + 1) * n_cl] for k in range(3)]
     return Clusters(i[0], f[0], f[1], f[2], f[3], i[1], f[4], i[2], out_i[3 * n_cl:])
@@ -940,17 +1045,16 @@ def _sorted_hits(hits: Hits) -> tuple:
     return Hits(*(getattr(hits, f.name)[order] for f in dataclasses.fields(hits))), order
 
 
-def _cell_measurements(hits: Hits, cells: Cells, detector: Detector, config: ClusterizationConfig):
-    """Measurements of the cells of an event (None when the hit ids are not sorted)."""
+def _measure(ws: _Workspace, columns: tuple, sizes: tuple, config: ClusterizationConfig):
+    """The cell path's kernels on the integer block and charges ``columns`` of ``sizes`` = (hits,
+    cells, events of a batch or 0): (measurements, the integer output) or None when hit ids are
+    not sorted. For a batch, the integer output ends with the event column (one per measurement)
+    and the first measurement of every event (events + 1)."""
     xp = backend.xp()
-    columns = [hits.hit_id, hits.volume_id, hits.layer_id, hits.module_id, cells.hit_id, cells.ch0, cells.ch1]
-    _checked_lengths([("hit", columns[:4]), ("cell", columns[4:] + [cells.value])])
-    nh, nc = len(hits.hit_id), len(cells.hit_id)
-    ws = _workspace(detector, nh, nc)
-    block = _column_block(ws, columns)
-    values = _values(cells.value)
+    nh, nc, ne = sizes
+    block, values = columns
     try:
-        _event_keys_kernel()[backend.blocks(max(nh, nc))](ws.ints_k, block, nh, nc)
+        _event_keys_kernel()[backend.blocks(max(nh, nc))](ws.ints_k, block, nh, nc, ne)
         n_cl, unsorted = _label_clusters(ws, nc)
         if unsorted or n_cl == 0:
             _reset_hits(ws, nh)
@@ -959,15 +1063,49 @@ def _cell_measurements(hits: Hits, cells: Cells, detector: Detector, config: Clu
             return None
         _accumulate_kernel()[backend.blocks(nc)](ws.ints_k, ws.floats_k, values)
         out_f = xp.empty(16 * n_cl, config.dtype)
-        out_i = xp.empty(2 * n_cl + nh, np.int64)
+        out_i = xp.empty(2 * n_cl + nh + (n_cl + ne + 1 if ne else 0), np.int64)
         _measurement_kernel()[backend.blocks(max(n_cl, nh))](ws.ints_k, ws.floats_k, block, backend.kernel_arg(out_f),
                                                              backend.kernel_arg(out_i))
     except BaseException:
         _reset_hits(ws, nh)
         raise
     f = [out_f[k * n_cl:(k + 1) * n_cl] for k in range(4)]
+    layers = device_detector(ws.detector).layers
     return Measurements(out_f[4 * n_cl:].reshape(n_cl, 12), f[0], f[1], f[2], f[3], out_i[:n_cl],
-                        out_i[n_cl:2 * n_cl], out_i[2 * n_cl:], device_detector(detector).layers)
+                        out_i[n_cl:2 * n_cl], out_i[2 * n_cl:2 * n_cl + nh], layers), out_i
+
+
+def _cell_measurements(hits: Hits, cells: Cells, detector: Detector, config: ClusterizationConfig):
+    """Measurements of the cells of an event (None when the hit ids are not sorted)."""
+    columns = [hits.hit_id, hits.volume_id, hits.layer_id, hits.module_id, cells.hit_id, cells.ch0, cells.ch1]
+    _checked_lengths([("hit", columns[:4]), ("cell", columns[4:] + [cells.value])])
+    nh, nc = len(hits.hit_id), len(cells.hit_id)
+    ws = _workspace(detector, nh, nc)
+    measured = _measure(ws, (_column_block(ws, columns), _values(cells.value)), (nh, nc, 0), config)
+    return None if measured is None else measured[0]
+
+
+def clusterization_batch_gpu(batch, detector: Detector, config: ClusterizationConfig = ClusterizationConfig()):
+    """The cells of a batch of events (:class:`~reference.tracking.gpu.batch.DeviceBatch`) in one
+    pass: (measurements one event after the other, each event's as :func:`clusterization_gpu`
+    gives them, with ``hit_measurement`` indexing the batch; the host counts per event; the
+    event column, xp int64). The event leads the sort key, so clusters never join across events.
+    None when the batch's cells do not fit the sort key or hit ids are not sorted (then run the
+    events one at a time)."""
+    nh, nc, ne = int(batch.hit_starts[-1]), int(batch.cell_starts[-1]), len(batch.hit_starts) - 1
+    if not key_fits(device_detector(detector), _capacity(nc), 1 << _bits(ne)):
+        return None
+    measured = _measure(_workspace(detector, nh, nc, ne), (backend.kernel_arg(batch.block), _values(batch.values)),
+                        (nh, nc, ne), config)
+    if measured is None:
+        return None
+    meas, out_i = measured
+    n_cl = len(meas)
+    counts = np.diff(to_host(out_i[3 * n_cl + nh:]))
+    if not counts.all():
+        raise TrackingInputError(f"No cell of event {int(np.argmin(counts))} of the batch lies on a module of the "
+                                 "detector description.")
+    return meas, counts, out_i[2 * n_cl + nh:3 * n_cl + nh]
 
 
 def clusterization_gpu(event: Event, detector: Detector | None,

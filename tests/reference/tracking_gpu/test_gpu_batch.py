@@ -4,7 +4,7 @@ import numpy as np
 
 from reference.tracking.ckf import Tracks
 from reference.tracking.estimation import TrackParameters
-from reference.tracking.gpu.batch import BatchProducts, split_products
+from reference.tracking.gpu.batch import BatchProducts, localize, split_products
 from reference.tracking.seeding import Seeds
 from reference.tracking.spacepoints import Measurements, Spacepoints
 
@@ -53,10 +53,10 @@ def _check(parts: list) -> None:
 
 
 def test_split_gives_every_event_its_products_with_event_indices():
-    _check(split_products(_batch(np.arange(12)), [5, 4, 5]))
+    _check(split_products(localize(_batch(np.arange(12))), [5, 4, 5]))
 
 
 def test_split_with_spacepoints_out_of_measurement_order():
     """Spacepoints grouped by event but not in measurement order within an event."""
     order = np.array([2, 0, 3, 1, 6, 4, 5, 11, 7, 10, 8, 9])
-    _check(split_products(_batch(order), [5, 4, 5]))
+    _check(split_products(localize(_batch(order)), [5, 4, 5]))

@@ -16,9 +16,11 @@ from reference.tracking.errors import TrackingInputError
 from reference.tracking.event import Cells, Event, Hits
 from reference.tracking.geometry import build_generic_detector
 from reference.tracking.gpu import backend
+from reference.tracking.gpu.batch import batch_to_device, stack_measurements
 from reference.tracking.gpu.clusterization import (ClusterizationConfig, ModuleCells, canonical_order,
-                                                   clusterization_gpu, clusterize_gpu, consecutive_block,
-                                                   device_detector, event_to_device, sort_measurements, to_host)
+                                                   clusterization_batch_gpu, clusterization_gpu, clusterize_gpu,
+                                                   consecutive_block, device_detector, event_to_device,
+                                                   sort_measurements, to_host)
 from reference.tracking.gpu.spacepoints import form_spacepoints_gpu
 from reference.tracking.simulation import SimulationConfig, module_planes, simulate_event
 from reference.tracking.spacepoints import form_spacepoints
@@ -289,3 +291,77 @@ def test_pileup_200_event_on_the_gpu_matches_cpu(detector):
     _assert_same_spacepoints(gpu, form_spacepoints_gpu(gpu), cpu, form_spacepoints(cpu), atol_mm=5e-4)
     gpu64 = clusterization_gpu(event_to_device(event), detector, F64)
     _assert_same_measurements(gpu64, cpu, rtol=1e-10, atol=1e-12)
+
+
+def _same_measurements(a, b) -> None:
+    """Integer fields equal; float64 ones to the last bits (the GPU's atomic sums of the cell
+    moments come in any order)."""
+    for f in dataclasses.fields(a):
+        if f.name != "layers":
+            x, y = to_host(getattr(a, f.name)), to_host(getattr(b, f.name))
+            assert x.dtype == y.dtype and x.shape == y.shape, f.name
+            if x.dtype.kind == "f":
+                np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15, err_msg=f.name)
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=f.name)
+
+
+@pytest.fixture(name="batch_events", scope="module")
+def fixture_batch_events(detector, tiny_event):
+    """Three events, the first and last the same (same modules and channels: their cells must not
+    join)."""
+    other = simulate_event(detector, SimulationConfig(pileup=1, particles_per_vertex=4), seed=9,
+                           planes=module_planes(detector))
+    return [tiny_event, other, tiny_event]
+
+
+def test_a_batch_is_clustered_in_one_pass_as_event_by_event(detector, batch_events):
+    meas, counts, column = clusterization_batch_gpu(batch_to_device(batch_events), detector, F64)
+    expected, expected_counts = stack_measurements([clusterization_gpu(e, detector, F64) for e in batch_events])
+    assert counts.tolist() == expected_counts.tolist() and counts[0] == counts[2] and counts.all()
+    _same_measurements(meas, expected)
+    assert to_host(column).tolist() == np.repeat(np.arange(3), counts).tolist()
+    hit_measurement = to_host(meas.hit_measurement)  # indexes the batch: the last event's hits its measurements
+    n_hits = len(batch_events[0].hits)
+    last = hit_measurement[-n_hits:]
+    assert np.all((last == -1) | (last >= counts[0] + counts[1]))
+
+
+def test_a_batch_the_sort_key_cannot_hold_is_clustered_event_by_event(detector, batch_events, monkeypatch):
+    """Clustered alone, each event fits the key; as a batch its event bits would not: the chain's
+    clusterization then runs event by event with the same products."""
+    # pylint: disable=import-outside-toplevel
+    from reference.tracking.chain import _Clock
+    from reference.tracking.gpu import chain
+    from reference.tracking.gpu import clusterization as gpu_clusterization
+
+    batched = chain._measurements(batch_events, detector, _Clock({}, {}))  # pylint: disable=protected-access
+    bits = sum(device_detector(detector).bits) + (max(len(e.cells) for e in batch_events) - 1).bit_length()
+    monkeypatch.setattr(gpu_clusterization, "KEY_BITS", bits + 1)
+    assert clusterization_batch_gpu(batch_to_device(batch_events), detector) is None
+    alone = chain._measurements(batch_events, detector, _Clock({}, {}))  # pylint: disable=protected-access
+    _same_measurements(alone[0], batched[0])
+    assert alone[1].tolist() == batched[1].tolist() and alone[2][1] == batched[2][1] == 3
+    np.testing.assert_array_equal(to_host(alone[2][0]), to_host(batched[2][0]))
+
+
+def test_a_batch_with_unsorted_hit_ids_is_refused_and_leaves_the_workspace_clean(detector, batch_events):
+    hits = batch_events[1].hits
+    perm = np.random.default_rng(5).permutation(len(hits))
+    shuffled = _with_hits(batch_events[1], Hits(*(getattr(hits, f.name)[perm] for f in dataclasses.fields(hits))),
+                          batch_events[1].cells)
+    assert clusterization_batch_gpu(batch_to_device([batch_events[0], shuffled]), detector, F64) is None
+    meas, _, _ = clusterization_batch_gpu(batch_to_device(batch_events[:2]), detector, F64)
+    _same_measurements(meas, stack_measurements([clusterization_gpu(e, detector, F64) for e in batch_events[:2]])[0])
+
+
+def test_bad_events_in_a_batch_are_named(detector, batch_events):
+    cells = batch_events[1].cells
+    nowhere = _with_hits(batch_events[1], batch_events[1].hits, dataclasses.replace(cells, ch0=cells.ch0 + 100000))
+    with pytest.raises(TrackingInputError, match="event 1 of the batch"):
+        clusterization_batch_gpu(batch_to_device([batch_events[0], nowhere]), detector)
+    with pytest.raises(TrackingInputError, match="Event 1 of the batch has no hits or no cells"):
+        batch_to_device([batch_events[0], _with_hits(batch_events[1], batch_events[1].hits, None)])
+    short = dataclasses.replace(cells, ch1=cells.ch1[:-1])
+    with pytest.raises(TrackingInputError, match="cell columns of event 0"):
+        batch_to_device([_with_hits(batch_events[1], batch_events[1].hits, short)] + batch_events[:1])
