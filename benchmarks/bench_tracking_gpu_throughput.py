@@ -72,9 +72,12 @@ def _signature(result) -> tuple:
     return len(result.seeds), result.info["tracks"], int(result.tracks.meas.sum())
 
 
-def gpu_rates(detector, events, streams: list[int], repeats: int, batches: tuple = (1,)) -> dict:
+def gpu_rates(detector, events, streams: list[int], repeats: int, batches: tuple = (1,), chunk_sets: tuple = (None,)) \
+        -> dict:
     """Events per second for every (streams, batch) pair, keyed "streams" for batch 1 and
-    "streamsxbatch" otherwise; results checked against one event at a time."""
+    "streamsxbatch" otherwise; results checked against one event at a time. With several
+    ``chunk_sets`` (the CKF skip rule's chunks), every repeat runs each set in turn (keys
+    suffixed "@k", k the set's position), so that the host's drift hits them alike."""
     from reference.tracking.gpu.chain import reconstruct_event_gpu
     from reference.tracking.gpu.throughput import reconstruct_many
 
@@ -86,18 +89,32 @@ def gpu_rates(detector, events, streams: list[int], repeats: int, batches: tuple
         for count in streams:
             key = str(count) if batch == 1 else f"{count}x{batch}"
             reconstruct_many(events[:count * batch], detector, streams=count, batch=batch)  # contexts and pools
-            runs, host = [], []
+            runs: dict = {k: ([], []) for k in range(len(chunk_sets))}
             for _ in range(repeats):
-                cpu_started = time.process_time()
-                done = reconstruct_many(events, detector, streams=count, batch=batch)
-                host.append(1e3 * (time.process_time() - cpu_started) / len(events))
-                assert [_signature(r) for r in done.results] == reference, f"{key} changed the results"
-                runs.append(done.events_per_s)
-            rates[key] = {"streams": count, "batch": batch, "median": statistics.median(runs), "min": min(runs),
-                          "max": max(runs), "runs": runs, "host_cpu_ms_per_event": statistics.median(host)}
-            print(f"GPU, {count} stream(s), batches of {batch}: {rates[key]['median']:.1f} events/s, host CPU "
-                  f"{statistics.median(host):.1f} ms per event", flush=True)
+                for k, chunks in enumerate(chunk_sets):
+                    _set_chunks(chunks)
+                    cpu_started = time.process_time()
+                    done = reconstruct_many(events, detector, streams=count, batch=batch)
+                    runs[k][1].append(1e3 * (time.process_time() - cpu_started) / len(events))
+                    assert [_signature(r) for r in done.results] == reference, f"{key} changed the results"
+                    runs[k][0].append(done.events_per_s)
+            for k, (rate, host) in runs.items():
+                name = key if len(chunk_sets) == 1 else f"{key}@{k}"
+                rates[name] = {"streams": count, "batch": batch, "median": statistics.median(rate), "min": min(rate),
+                               "max": max(rate), "runs": rate, "host_cpu_ms_per_event": statistics.median(host),
+                               "skip_chunks": chunk_sets[k]}
+                label = "" if len(chunk_sets) == 1 else f", chunks {chunk_sets[k]}"
+                print(f"GPU, {count} stream(s), batches of {batch}{label}: {rates[name]['median']:.1f} events/s, "
+                      f"host CPU {statistics.median(host):.1f} ms per event", flush=True)
+    _set_chunks(chunk_sets[0])
     return rates
+
+
+def _set_chunks(chunks) -> None:
+    """The CKF skip rule's chunks for single events and batches alike (None: leave them)."""
+    from reference.tracking.gpu import ckf
+    if chunks is not None:
+        ckf.SKIP_CHUNKS = ckf.SKIP_CHUNKS_BATCH = chunks
 
 
 def cpu_rates(detector, events, cpu_events: int, workers: int) -> dict:
@@ -207,7 +224,9 @@ def main() -> int:
                         help="Cap the CKF filter kernel's threads per event (FILTER_THREADS; default: one per seed).")
     parser.add_argument("--skip-chunks", default=None,
                         help="Chunks of the CKF's skip rule, comma-separated increasing fractions ending with 1, "
-                             "for single events and batches (default: SKIP_CHUNKS and SKIP_CHUNKS_BATCH).")
+                             "for single events and batches (default: SKIP_CHUNKS and SKIP_CHUNKS_BATCH); several "
+                             "sets separated by ';' are timed in turn within every repeat (the first set is used "
+                             "for the other measurements).")
     parser.add_argument("--pinned-input", action="store_true",
                         help="Also time the events loaded into page-locked host memory beforehand.")
     parser.add_argument("--pinned-only", action="store_true",
@@ -227,8 +246,10 @@ def main() -> int:
     from reference.tracking.gpu import ckf
     if args.filter_threads is not None:
         ckf.FILTER_THREADS = args.filter_threads
-    if args.skip_chunks is not None:  # single events and batches alike
-        ckf.SKIP_CHUNKS = ckf.SKIP_CHUNKS_BATCH = tuple(float(f) for f in args.skip_chunks.split(","))
+    chunk_sets: tuple = (None,)
+    if args.skip_chunks is not None:
+        chunk_sets = tuple(tuple(float(f) for f in chunks.split(",")) for chunks in args.skip_chunks.split(";"))
+        _set_chunks(chunk_sets[0])
     detector, events = _simulate(args.pileup, args.events, args.seed)
     if args.agreement_only:
         print(json.dumps({"pileup": args.pileup, "events": len(events),
@@ -237,14 +258,15 @@ def main() -> int:
     streams = [int(s) for s in args.streams.split(",")]
     batches = tuple(int(b) for b in args.batch.split(","))
     result = {"benchmark": "tracking_gpu_throughput", "command": " ".join(sys.argv), "pileup": args.pileup,
-              "filter_threads": args.filter_threads, "skip_chunks": args.skip_chunks, "blocking_sync": args.blocking_sync,
+              "filter_threads": args.filter_threads, "skip_chunks": args.skip_chunks,
+              "blocking_sync": args.blocking_sync,
               "events": args.events, "device": str(backend.cuda().get_current_device().name)}
     if not args.pinned_only:
         result.update({"gpu": gpu_rates(detector, events, streams, args.repeats, batches),
                        "stage_ms": stage_times(detector, events[:4])})
     if args.pinned_input or args.pinned_only:
         events_pinned = pinned(events)
-        result["gpu_pinned_input"] = gpu_rates(detector, events_pinned, streams, args.repeats, batches)
+        result["gpu_pinned_input"] = gpu_rates(detector, events_pinned, streams, args.repeats, batches, chunk_sets)
         result["stage_ms_pinned_input"] = stage_times(detector, events_pinned[:4])
         if max(batches) > 1:
             result["stage_ms_pinned_input_batch"] = {"batch": max(batches), **stage_times(

@@ -244,7 +244,7 @@ def reconstruct(
                                           "0.41 at pile-up 200, about 3 times the time); default: on for cpu, off for "
                                           "gpu (CPU only)."),
     batch: int = typer.Option(1, "--batch", min=1, help="GPU only: reconstruct this many events at once "
-                              "(clusterization per event, then one seeding, estimation and CKF for all of them); "
+                              "(one copy, clusterization, seeding, estimation and CKF for all of them); "
                               "every event gets the tracks it gets alone, in less time per event. Device memory grows with "
                               "it: the seeding's scratch buffers take about 0.5 GB per pile-up 200 event."),
 ) -> None:

@@ -72,9 +72,11 @@ _THREADS = 64  # threads per block of the filter kernel (large per-thread state)
 # each launch lasts as long as its slowest seeds.
 SKIP_CHUNKS = (1.0,)
 # the chunks for a batch of events (``events``): with several batches in flight on their own
-# streams, the others fill the device while a launch waits for its slowest seeds. Three chunks
-# gave 72 events/s against 59 with one (H200, batches of 8, 4 streams; RESULTS.md).
-SKIP_CHUNKS_BATCH = (0.25, 0.5, 1.0)
+# streams, the others fill the device while a launch waits for its slowest seeds, so finer chunks
+# (fewer seeds filtered) pay. Three chunks gave 72 events/s against 59 with one (H200, batches of
+# 8, 4 streams); these eight 101.9 against 96.0 with three (H100, batches of 8, 4 streams, the
+# sets alternated in one run; RESULTS.md).
+SKIP_CHUNKS_BATCH = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0)
 # most filter threads launched (None: one per seed); each thread takes the next seed of the launch
 # list when it is done with one. Caps of 16k-32k threads were within 3 % of None on an H100.
 FILTER_THREADS: int | None = None

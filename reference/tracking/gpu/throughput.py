@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -24,7 +25,7 @@ from reference.tracking.chain import ChainConfig, ChainResult
 from reference.tracking.event import Event
 from reference.tracking.geometry import Detector
 from reference.tracking.gpu import backend
-from reference.tracking.gpu.chain import reconstruct_batch_gpu
+from reference.tracking.gpu.chain import reconstruct_batch_gpu, reconstruct_event_gpu
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,20 @@ class Throughput:
 
 def _run_item(item: tuple, detector: Detector | None, config: ChainConfig, out: list) -> None:
     """Reconstruct one queued item, (first index, events), into ``out``; an error goes into the
-    slots of its events."""
+    slots of its events. A batch that does not fit in the device's memory beside the others in
+    flight runs again one event at a time, with a warning."""
     first, events = item
     try:
-        results = reconstruct_batch_gpu(events, detector, config)  # one event: reconstruct_event_gpu
+        try:
+            results = reconstruct_batch_gpu(events, detector, config)  # one event: reconstruct_event_gpu
+        except MemoryError:  # CuPy's OutOfMemoryError is one
+            if len(events) < 2:
+                raise
+            backend.free_cached_memory()
+            warnings.warn(f"A batch of {len(events)} events did not fit in the GPU's memory beside the other "
+                          "streams' and ran one event at a time; fewer streams or smaller batches avoid that.",
+                          RuntimeWarning, stacklevel=2)
+            results = [reconstruct_event_gpu(event, detector, config) for event in events]
     except Exception as error:  # pylint: disable=broad-except  # re-raised in the caller's thread
         results = [error] * len(events)
     out[first:first + len(events)] = results

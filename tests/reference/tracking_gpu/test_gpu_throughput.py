@@ -54,3 +54,25 @@ def test_streams_must_be_positive(events):
         reconstruct_many(items[:1], detector, streams=0)
     with pytest.raises(ValueError, match="at least 1"):
         reconstruct_many(items[:1], detector, batch=0)
+
+
+def test_a_batch_out_of_device_memory_runs_event_by_event(events, monkeypatch):
+    """A batch that does not fit beside the other streams' runs again one event at a time, with a
+    warning; a single event out of memory is an error of that event."""
+    from reference.tracking.gpu import throughput  # pylint: disable=import-outside-toplevel
+
+    detector, items = events
+
+    def no_room(batch, *_):
+        if len(batch) > 1:
+            raise MemoryError("out of device memory")
+        return [reconstruct_event_gpu(batch[0], detector)]
+
+    monkeypatch.setattr(throughput, "reconstruct_batch_gpu", no_room)
+    with pytest.warns(RuntimeWarning, match="did not fit in the GPU's memory"):
+        many = reconstruct_many(items[:2], detector, streams=1, batch=2)
+    assert [r.info["tracks"] for r in many.results] == [reconstruct_event_gpu(e, detector).info["tracks"]
+                                                        for e in items[:2]]
+    monkeypatch.setattr(throughput, "reconstruct_batch_gpu", lambda *_: (_ for _ in ()).throw(MemoryError("full")))
+    with pytest.raises(MemoryError, match="full"):
+        reconstruct_many(items[:1], detector, streams=1)
