@@ -66,24 +66,41 @@ def _device_stages(events: Sequence[Event], detector: Detector | None, config: C
 
 def _measurements(events: Sequence[Event], detector: Detector | None, clock: _Clock) -> tuple:
     """Copy and clusterization: (measurements, host counts per event, (event column, number of
-    events) for a batch, else None). A batch is copied in one block and clustered in one pass;
-    one whose cells do not fit the sort key, or whose hit ids are not sorted, is clustered
-    event by event."""
-    from reference.tracking.gpu.batch import batch_to_device, event_column, stack_measurements
-    from reference.tracking.gpu.clusterization import clusterization_batch_gpu, clusterization_gpu, event_to_device
+    events) for a batch, else None). A batch is copied and clustered in as few groups of events
+    as the sort key allows (:func:`batch_groups`; one group at pile-up 200 up to 16 events), one
+    block and one pass per group; a group whose hit ids are not sorted is clustered event by
+    event."""
+    from reference.tracking.gpu.batch import batch_to_device, stack_measurements
+    from reference.tracking.gpu.clusterization import batch_groups, clusterization_gpu, event_to_device
 
     if len(events) == 1:
         event = event_to_device(events[0])
         clock.stop("to_device")
         meas = clusterization_gpu(event, detector)
         return meas, np.array([len(meas)], np.int64), None
-    batch = batch_to_device(events)
+    groups = batch_groups([0 if event.cells is None else len(event.cells) for event in events], detector)
+    copies = [batch_to_device(events[a:b]) for a, b in groups]
     clock.stop("to_device")
-    found = clusterization_batch_gpu(batch, detector)
-    if found is None:
-        found = stack_measurements([clusterization_gpu(event_to_device(event), detector) for event in events])
-        found += (event_column(found[1]),)
-    return found[0], found[1], (found[2], len(events))
+    parts = [_clustered_group(events[a:b], copy, detector) for (a, b), copy in zip(groups, copies)]
+    if len(parts) == 1:
+        meas, counts, column = parts[0]
+    else:
+        meas = stack_measurements([part[0] for part in parts])[0]
+        counts = np.concatenate([part[1] for part in parts])
+        column = backend.xp().concatenate([part[2] + a for (a, _), part in zip(groups, parts)])
+    return meas, counts, (column, len(events))
+
+
+def _clustered_group(events: Sequence[Event], copy, detector: Detector) -> tuple:
+    """(measurements, host counts, event column) of a group of events copied as one block."""
+    from reference.tracking.gpu.batch import event_column, stack_measurements
+    from reference.tracking.gpu.clusterization import clusterization_batch_gpu, clusterization_gpu, event_to_device
+
+    found = clusterization_batch_gpu(copy, detector)
+    if found is None:  # hit ids not sorted: event by event
+        meas, counts = stack_measurements([clusterization_gpu(event_to_device(event), detector) for event in events])
+        found = (meas, counts, event_column(counts))
+    return found
 
 
 def _check_single_pass(config: ChainConfig) -> None:

@@ -1085,6 +1085,21 @@ def _cell_measurements(hits: Hits, cells: Cells, detector: Detector, config: Clu
     return None if measured is None else measured[0]
 
 
+def batch_groups(cell_counts: list, detector: Detector) -> list[tuple[int, int]]:
+    """The events of a batch (``cell_counts``: cells per event) in consecutive groups (first,
+    stop) whose cells fit the sort key together, each as long as it can be; an event alone always
+    makes a group (at pile-up 200 sixteen events fit together)."""
+    dev = device_detector(detector)
+    groups, first, total = [], 0, 0
+    for k, n in enumerate(cell_counts):
+        if k > first and not key_fits(dev, _capacity(total + n), 1 << _bits(k + 1 - first)):
+            groups.append((first, k))
+            first, total = k, 0
+        total += n
+    groups.append((first, len(cell_counts)))
+    return groups
+
+
 def clusterization_batch_gpu(batch, detector: Detector, config: ClusterizationConfig = ClusterizationConfig()):
     """The cells of a batch of events (:class:`~reference.tracking.gpu.batch.DeviceBatch`) in one
     pass: (measurements one event after the other, each event's as :func:`clusterization_gpu`

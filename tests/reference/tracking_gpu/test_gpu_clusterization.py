@@ -17,7 +17,7 @@ from reference.tracking.event import Cells, Event, Hits
 from reference.tracking.geometry import build_generic_detector
 from reference.tracking.gpu import backend
 from reference.tracking.gpu.batch import batch_to_device, stack_measurements
-from reference.tracking.gpu.clusterization import (ClusterizationConfig, ModuleCells, canonical_order,
+from reference.tracking.gpu.clusterization import (ClusterizationConfig, ModuleCells, batch_groups, canonical_order,
                                                    clusterization_batch_gpu, clusterization_gpu, clusterize_gpu,
                                                    consecutive_block, device_detector, event_to_device,
                                                    sort_measurements, to_host)
@@ -327,22 +327,25 @@ def test_a_batch_is_clustered_in_one_pass_as_event_by_event(detector, batch_even
     assert np.all((last == -1) | (last >= counts[0] + counts[1]))
 
 
-def test_a_batch_the_sort_key_cannot_hold_is_clustered_event_by_event(detector, batch_events, monkeypatch):
-    """Clustered alone, each event fits the key; as a batch its event bits would not: the chain's
-    clusterization then runs event by event with the same products."""
+def test_a_batch_the_sort_key_cannot_hold_is_clustered_in_groups(detector, batch_events, monkeypatch):
+    """When the batch's events do not fit the sort key together, the chain's clusterization runs
+    them in groups that do (down to single events), with the same products as one pass."""
     # pylint: disable=import-outside-toplevel
     from reference.tracking.chain import _Clock
     from reference.tracking.gpu import chain
     from reference.tracking.gpu import clusterization as gpu_clusterization
 
     batched = chain._measurements(batch_events, detector, _Clock({}, {}))  # pylint: disable=protected-access
-    bits = sum(device_detector(detector).bits) + (max(len(e.cells) for e in batch_events) - 1).bit_length()
-    monkeypatch.setattr(gpu_clusterization, "KEY_BITS", bits + 1)
-    assert clusterization_batch_gpu(batch_to_device(batch_events), detector) is None
-    alone = chain._measurements(batch_events, detector, _Clock({}, {}))  # pylint: disable=protected-access
-    _same_measurements(alone[0], batched[0])
-    assert alone[1].tolist() == batched[1].tolist() and alone[2][1] == batched[2][1] == 3
-    np.testing.assert_array_equal(to_host(alone[2][0]), to_host(batched[2][0]))
+    cells = [len(e.cells) for e in batch_events]
+    bits = sum(device_detector(detector).bits) + (max(1023, sum(cells[:2]) - 1)).bit_length()
+    for extra, groups in ((1, [(0, 2), (2, 3)]), (0, [(0, 1), (1, 2), (2, 3)])):  # event bits for two, for one
+        monkeypatch.setattr(gpu_clusterization, "KEY_BITS", bits + extra)
+        assert batch_groups(cells, detector) == groups
+        assert clusterization_batch_gpu(batch_to_device(batch_events), detector) is None
+        grouped = chain._measurements(batch_events, detector, _Clock({}, {}))  # pylint: disable=protected-access
+        _same_measurements(grouped[0], batched[0])
+        assert grouped[1].tolist() == batched[1].tolist() and grouped[2][1] == batched[2][1] == 3
+        np.testing.assert_array_equal(to_host(grouped[2][0]), to_host(batched[2][0]))
 
 
 def test_a_batch_with_unsorted_hit_ids_is_refused_and_leaves_the_workspace_clean(detector, batch_events):
