@@ -78,7 +78,7 @@ def _measurements(events: Sequence[Event], detector: Detector | None, clock: _Cl
         clock.stop("to_device")
         meas = clusterization_gpu(event, detector)
         return meas, np.array([len(meas)], np.int64), None
-    groups = batch_groups([0 if event.cells is None else len(event.cells) for event in events], detector)
+    groups = batch_groups([len(event.cells) for event in events], detector)  # cells: see _check_batch
     copies = [batch_to_device(events[a:b]) for a, b in groups]
     clock.stop("to_device")
     parts = [_clustered_group(events[a:b], copy, detector) for (a, b), copy in zip(groups, copies)]
